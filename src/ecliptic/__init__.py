@@ -1,0 +1,27 @@
+"""ecliptic: neural networks and scientific computing in JAX. A model is a PyTree."""
+
+# Re-exports only. Each block belongs to one private module; keep one blank line
+# between blocks.
+
+from . import debug as debug, nn as nn
+
+# -- _filters.py, _tree.py, _update.py (filters and tree tools) --
+from ._filters import (
+    is_array as is_array,
+    is_array_like as is_array_like,
+    is_inexact_array as is_inexact_array,
+    is_inexact_array_like as is_inexact_array_like,
+)
+
+# -- _module/, _pretty_print.py, _enum.py, _caches.py (Module system) --
+
+# -- _jit.py, _errors.py (filter_jit and runtime errors) --
+
+# -- _ad.py, _vmap_pmap.py, _eval_shape.py, _make_jaxpr.py, _callback.py, _sharding.py --
+
+# -- _serialisation.py --
+
+# -- nn re-exports at top level --
+
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""ecliptic.debug: tools to debug traced code."""
+
+# Re-exports only.
