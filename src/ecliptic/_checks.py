@@ -211,4 +211,4 @@ def describe(obj: Any, **config: Any) -> str:
     args = ", ".join(f"{k}={v!r}" for k, v in config.items())
     module = type(obj).__module__
     prefix = "ecliptic.nn." if module.startswith("ecliptic.nn") else ""
-    return f"{prefix}{type(obj).__qualname__}({args})"
+    return f"{prefix}{type(obj).__name__}({args})"
