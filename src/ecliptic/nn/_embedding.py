@@ -233,7 +233,10 @@ class RotaryPositionalEmbedding(Module):
             sin = jnp.sin(angles).astype(self.dtype)
         cos = jnp.tile(cos, (1, 2))
         sin = jnp.tile(sin, (1, 2))
-        dtype = jnp.promote_types(x.dtype, self.dtype)
+        # Compute in the wider of the two dtypes (as standard promotion would, so
+        # strict-promotion users get no error), then return the input's dtype.
+        with jax.numpy_dtype_promotion("standard"):
+            dtype = jnp.promote_types(x.dtype, self.dtype)
         y = x.astype(dtype) * cos.astype(dtype)
         y = y + self.rotate_half(x).astype(dtype) * sin.astype(dtype)
         return y.astype(x.dtype)
