@@ -30,8 +30,7 @@ def apply_updates(model: PyTree, updates: PyTree) -> PyTree:
     - `updates`: a PyTree whose structure is a prefix of `model`'s; a `None` update
         leaves the whole matching subtree of `model` unchanged.
 
-    **Returns:** a PyTree with the structure of `updates` above its leaves and of
-    `model` below them (the structure of `model` when `updates` matches it).
+    **Returns:** the updated model.
     """
     # One C++ flatten with `None` as a leaf, then the matching subtrees of `model`.
     flat_updates, treedef = flatten_none_as_leaf(updates)
