@@ -316,3 +316,23 @@ def test_tree_check_self_reference():
     z.append(y)
     with pytest.raises(ValueError, match=r"contains itself, at `pytree\[0\]\[0\]`"):
         ec.tree_check(y)
+
+
+def test_tree_at_path_copy_shares_only_immutable_nodes():
+    mlp = make_mlp(3)
+    out = ec.tree_at(lambda m: m.layers[1].weight, mlp, 0)
+    assert out.layers[1].weight == 0 and out.layers[1].bias is mlp.layers[1].bias
+    assert out.layers[0] is mlp.layers[0]  # untouched immutable nodes are shared
+    assert mlp.layers[1].weight is not out.layers[1].weight
+    tree = {"a": [1, 2], "b": (3, [4])}
+    out = ec.tree_at(lambda t: t["b"][0], tree, 0)
+    assert out == {"a": [1, 2], "b": (0, [4])}
+    assert out["a"] is not tree["a"] and out["b"][1] is not tree["b"][1]
+
+
+def test_tree_at_many_leaves_and_mixed_selection():
+    tree = tuple(range(20))
+    out = ec.tree_at(lambda t: t[::2], tree, replace_fn=lambda x: -x)
+    assert out == tuple(-x if x % 2 == 0 else x for x in range(20))
+    out = ec.tree_at(lambda t: (t[0], t[1]), ((1, 2), 3), ("a", "b"))
+    assert out == ("a", "b")

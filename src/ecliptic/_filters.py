@@ -73,8 +73,18 @@ def is_array_like(element: Any) -> bool:
     return isinstance(element, _ARRAY_LIKE_TYPES) or hasattr(element, "__jax_array__")
 
 
+_INEXACT_BY_DTYPE: dict[Any, bool] = {}
+
+
 def _is_inexact_dtype(dtype: Any) -> bool:
-    return bool(np.issubdtype(dtype, np.inexact)) or jnp.issubdtype(dtype, jnp.inexact)
+    out = _INEXACT_BY_DTYPE.get(dtype)
+    if out is None:
+        out = bool(np.issubdtype(dtype, np.inexact)) or jnp.issubdtype(
+            dtype, jnp.inexact
+        )
+        if len(_INEXACT_BY_DTYPE) < 1024:
+            _INEXACT_BY_DTYPE[dtype] = out
+    return out
 
 
 def is_inexact_array(element: Any) -> bool:
@@ -88,7 +98,7 @@ def is_inexact_array(element: Any) -> bool:
 
     **Returns:** a Python `bool`.
     """
-    if isinstance(element, _ARRAY_TYPES):
+    if is_array(element):
         return _is_inexact_dtype(element.dtype)
     return False
 
@@ -143,8 +153,7 @@ def flatten_none_as_leaf(
 
 def _leaf_masks(leaves: list[Any], spec: Callable[[Any], Any]) -> list[Any]:
     if spec is is_array:  # the common case: memoised by type, no call per leaf
-        get = _IS_ARRAY_BY_TYPE.get
-        out = [get(type(x)) for x in leaves]
+        out = list(map(_IS_ARRAY_BY_TYPE.get, map(type, leaves)))
         if None in out:
             out = [is_array(x) for x in leaves]
         return out

@@ -32,6 +32,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from ._filters import is_array
+from ._module import Module
 
 
 PyTree = Any
@@ -65,15 +66,15 @@ def _is_empty_tuple(x: Any) -> bool:
 class _Skeleton:
     """The tree of a treedef with distinct `_LeafWrapper`s as its leaves."""
 
-    __slots__ = ("wrapped", "has_empty_tuple", "_nodes")
+    __slots__ = ("wrapped", "has_empty_tuple", "immutable", "_nodes", "_paths")
 
     def __init__(self, treedef: PyTreeDef):
         self.wrapped = treedef.unflatten(
             [_LeafWrapper(i) for i in range(treedef.num_leaves)]
         )
-        # Conservative: a false positive only costs a slower (still correct) flatten.
-        self.has_empty_tuple = "()" in repr(treedef)
+        self.has_empty_tuple, self.immutable = _scan_treedef(treedef)
         self._nodes: dict[int, list] | None = None
+        self._paths: dict[int, list] = {}
 
     def node_count(self, node: Any) -> int:
         """How many times the composite node `node` occurs in the skeleton."""
@@ -81,6 +82,50 @@ class _Skeleton:
             self._nodes = _composite_nodes(self.wrapped)
         entry = self._nodes.get(id(node))
         return 0 if entry is None or entry[0] is not node else entry[1]
+
+    def leaf_path(self, index: int) -> list[tuple[PyTreeDef, int]]:
+        """(one-level treedef, child position) for each node from the root to leaf
+        `index`."""
+        path = self._paths.get(index)
+        if path is None:
+            path = []
+            node = self.wrapped
+            while not isinstance(node, _LeafWrapper):
+                children, one_level = jtu.tree_flatten(
+                    node, is_leaf=lambda x, n=node: x is not n
+                )
+                pos = _child_holding(children, index)
+                path.append((one_level, pos))
+                node = children[pos]
+            self._paths[index] = path
+        return path
+
+
+def _child_holding(children: list[Any], index: int) -> int:
+    for pos, child in enumerate(children):
+        wrappers = jtu.tree_leaves(child)
+        if wrappers and wrappers[0].index <= index <= wrappers[-1].index:
+            return pos
+    raise AssertionError(index)  # unreachable: every leaf index is in some child
+
+
+def _scan_treedef(treedef: PyTreeDef) -> tuple[bool, bool]:
+    """Whether the treedef holds an empty tuple, and whether all its nodes are
+    immutable (tuples, namedtuples, `None`, Modules)."""
+    has_empty_tuple, immutable = False, True
+    stack = [treedef]
+    while stack:
+        node = stack.pop()
+        data = node.node_data()
+        if data is None:
+            continue  # a leaf
+        kind = data[0]
+        if kind is tuple and node.num_nodes == 1:
+            has_empty_tuple = True
+        if not (issubclass(kind, (tuple, Module)) or kind is type(None)):
+            immutable = False
+        stack.extend(node.children())
+    return has_empty_tuple, immutable
 
 
 def _composite_nodes(tree: Any) -> dict[int, list]:
@@ -264,14 +309,39 @@ def _unwrap(node: Any, leaves: list[Any]) -> Any:
     return jtu.tree_map(lambda w: leaves[w.index], node)
 
 
-def _replace_leaves(leaves, treedef, nodes, values, replace_fn):
-    out = list(leaves)
+# Up to this many selected leaves, a tree of immutable nodes is edited by rebuilding
+# only the nodes on the path from the root to each leaf (the rest is shared, which is
+# safe because those nodes cannot be mutated); otherwise the whole tree is unflattened.
+_PATH_COPY_MAX = 8
+
+
+def _path_replace(pytree: Any, path: list[tuple[PyTreeDef, int]], value: Any) -> Any:
+    levels = []
+    node = pytree
+    for one_level, pos in path:
+        children = one_level.flatten_up_to(node)
+        levels.append((one_level, children, pos))
+        node = children[pos]
+    for one_level, children, pos in reversed(levels):
+        children[pos] = value
+        value = one_level.unflatten(children)
+    return value
+
+
+def _replace_leaves(pytree, leaves, treedef, skeleton, nodes, values, replace_fn):
     if values is None:
-        for i in sorted({n.index for n in nodes}):
-            out[i] = replace_fn(leaves[i])
+        indices = sorted({n.index for n in nodes})
+        values = [replace_fn(leaves[i]) for i in indices]
     else:
-        for n, v in zip(nodes, values, strict=True):
-            out[n.index] = v
+        indices = [n.index for n in nodes]
+    if skeleton.immutable and 0 < len(indices) <= _PATH_COPY_MAX:
+        out = pytree
+        for i, v in zip(indices, values, strict=True):
+            out = _path_replace(out, skeleton.leaf_path(i), v)
+        return out
+    out = list(leaves)
+    for i, v in zip(indices, values, strict=True):
+        out[i] = v
     return treedef.unflatten(out)
 
 
@@ -359,7 +429,9 @@ def tree_at(
     - `is_leaf`: optional `node -> bool`, as for `jax.tree.flatten`. To replace a
         `None` that is not unique in `pytree`, pass `is_leaf=lambda x: x is None`.
 
-    **Returns:** the modified PyTree. (Arrays are not copied.)
+    **Returns:** the modified PyTree. Arrays are not copied; when the tree is made of
+    immutable nodes only (tuples, Modules), nodes off the path to a replaced leaf are
+    shared with the input, as `dataclasses.replace` would.
     """
     use_fn = _replace_args(replace, replace_fn)
     leaves, treedef = jtu.tree_flatten(pytree, is_leaf=is_leaf)
@@ -386,7 +458,9 @@ def tree_at(
     nodes, single = _selected_nodes(where, selected, skeleton, use_fn)
     values = _replacements(where, nodes, single, replace, use_fn)
     if all(isinstance(n, _LeafWrapper) for n in nodes):
-        return _replace_leaves(leaves, treedef, nodes, values, replace_fn)
+        return _replace_leaves(
+            pytree, leaves, treedef, skeleton, nodes, values, replace_fn
+        )
     _check_unique(where, nodes, skeleton, use_fn, is_leaf)
     return _replace_subtrees(where, skeleton, leaves, nodes, values, replace_fn, use_fn)
 
