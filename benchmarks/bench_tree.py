@@ -10,7 +10,9 @@ Targets: partition/filter/combine within 3x of the floor, one-leaf `tree_at` wit
 from __future__ import annotations
 
 import os
+import statistics
 import sys
+import time
 
 import equinox
 import jax
@@ -18,13 +20,34 @@ import jax.numpy as jnp
 
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import median_us  # noqa: E402
 from bench_module import make_dict, make_model, N_LAYERS, WIDTH  # noqa: E402
 
 import ecliptic  # noqa: E402
 
 
 LIBS = {"ecliptic": ecliptic, "equinox": equinox}
+ROUNDS = 41
+
+
+def interleaved_times(fns: dict) -> dict:
+    """(median, min) time in us of one call of each function, timed in short loops in
+    alternation so that changes in machine load affect them all alike."""
+    numbers = {}
+    for name, fn in fns.items():
+        fn()
+        number, start = 1, time.perf_counter()
+        while time.perf_counter() - start < 0.002:
+            fn()
+            number += 1
+        numbers[name] = number
+    samples = {name: [] for name in fns}
+    for _ in range(ROUNDS):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(numbers[name]):
+                fn()
+            samples[name].append((time.perf_counter() - start) / numbers[name] * 1e6)
+    return {name: (statistics.median(s), min(s)) for name, s in samples.items()}
 
 
 def _generic_replace(model, index, value):
@@ -43,9 +66,9 @@ def rows():
 
     def add(name, floor_name, floor, make):
         """`make(lib, model)` returns the zero-argument callable to time."""
-        base = median_us(floor)
-        times = {n: median_us(make(LIBS[n], models[n])) for n in LIBS}
-        out.append((name, floor_name, base, times))
+        fns = {"floor": floor, **{n: make(LIBS[n], models[n]) for n in LIBS}}
+        times = interleaved_times(fns)
+        out.append((name, floor_name, times.pop("floor"), times))
 
     dict_map = lambda: jax.tree.map(lambda x: x if is_arr(x) else None, d)  # noqa: E731
     add(
@@ -130,19 +153,21 @@ def main() -> None:
     print(
         f"jax {jax.__version__}, equinox {equinox.__version__}, "
         f"ecliptic {ecliptic.__version__}; {N_LAYERS} Linear({WIDTH}, {WIDTH}); "
-        f"device {jax.devices()[0].platform}"
+        f"device {jax.devices()[0].platform}; medians of {ROUNDS} interleaved rounds "
+        "(last column: ratio of the fastest rounds, less sensitive to load)"
     )
     header = (
         f"{'operation':26} {'floor':26} {'floor us':>8} {'ecliptic':>9} "
-        f"{'equinox':>9} {'ecl/floor':>9} {'eqx/floor':>9} {'eqx/ecl':>8}"
+        f"{'equinox':>9} {'ecl/floor':>9} {'eqx/floor':>9} {'eqx/ecl':>8} "
+        f"{'ecl/floor min':>13}"
     )
     print(header)
     print("-" * len(header))
-    for name, base_name, base, t in rows():
-        e, q = t["ecliptic"], t["equinox"]
+    for name, base_name, (base, base_min), t in rows():
+        (e, e_min), (q, _) = t["ecliptic"], t["equinox"]
         print(
             f"{name:26} {base_name:26} {base:8.1f} {e:9.1f} {q:9.1f} "
-            f"{e / base:8.2f}x {q / base:8.2f}x {q / e:7.1f}x"
+            f"{e / base:8.2f}x {q / base:8.2f}x {q / e:7.1f}x {e_min / base_min:12.2f}x"
         )
 
 

@@ -176,12 +176,20 @@ def tree_check(pytree: Any) -> None:
 
     **Raises:** `ValueError` naming the path of the offending node.
     """
-    # id -> [path, whether it is an ancestor of the node being visited, the node]
-    seen: dict[int, list] = {}
-    _check_node(pytree, "pytree", seen)
+    # A fast pass without key paths; only if it fails, a second pass with key paths
+    # finds the same offending node and names where it is.
+    try:
+        _check_node(pytree, None, {})
+    except _CheckFailed:
+        _check_node(pytree, "pytree", {})
+        raise AssertionError("unreachable: the second pass raises") from None
 
 
-def _children_with_paths(node: Any) -> tuple[list, PyTreeDef]:
+class _CheckFailed(Exception):
+    pass
+
+
+def _children(node: Any, with_paths: bool) -> tuple[list, PyTreeDef]:
     root_seen = False
 
     def is_child(x: Any) -> bool:
@@ -191,15 +199,21 @@ def _children_with_paths(node: Any) -> tuple[list, PyTreeDef]:
         root_seen = True
         return False
 
-    return jtu.tree_flatten_with_path(node, is_leaf=is_child)
+    if with_paths:
+        return jtu.tree_flatten_with_path(node, is_leaf=is_child)
+    children, treedef = jtu.tree_flatten(node, is_leaf=is_child)
+    return [((), child) for child in children], treedef
 
 
-def _check_node(node: Any, path: str, seen: dict[int, list]) -> None:
-    entries, treedef = _children_with_paths(node)
+def _check_node(node: Any, path: str | None, seen: dict[int, list]) -> None:
+    """`seen`: id -> [path, whether it is an ancestor of `node`, the node]."""
+    entries, treedef = _children(node, path is not None)
     if treedef.num_nodes == 1:
         return  # a leaf, or a node without children: repeats are harmless
     entry = seen.get(id(node))
     if entry is not None:
+        if path is None:
+            raise _CheckFailed
         if entry[1]:
             raise _self_reference_error(node, entry[0], path)
         raise ValueError(
@@ -212,8 +226,12 @@ def _check_node(node: Any, path: str, seen: dict[int, list]) -> None:
         )
     seen[id(node)] = [path, True, node]
     for key_path, child in entries:
-        child_path = path + jtu.keystr(key_path)
+        if is_array(child):
+            continue  # arrays are leaves
+        child_path = None if path is None else path + jtu.keystr(key_path)
         if child is node:
+            if path is None:
+                raise _CheckFailed
             raise _self_reference_error(node, path, child_path)
         _check_node(child, child_path, seen)
     seen[id(node)][1] = False
