@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
@@ -35,7 +36,7 @@ def _leaves_equal(a: Any, b: Any, exact: bool, rtol: Any, atol: Any) -> Any:
     if exact or not jnp.issubdtype(a.dtype, jnp.inexact):
         out = jnp.all(a == b)
     else:
-        out = jnp.allclose(a, b, rtol=rtol, atol=atol)
+        out = jnp.allclose(a, b, rtol=rtol, atol=atol)  # pyright: ignore
     if isinstance(out, jax.core.Tracer):
         return out
     return bool(out)
@@ -228,10 +229,13 @@ def _check_node(node: Any, path: str | None, seen: dict[int, list]) -> None:
     for key_path, child in entries:
         if is_array(child):
             continue  # arrays are leaves
-        child_path = None if path is None else path + jtu.keystr(key_path)
-        if child is node:
-            if path is None:
+        if path is None:
+            if child is node:
                 raise _CheckFailed
+            _check_node(child, None, seen)
+            continue
+        child_path = path + jtu.keystr(key_path)
+        if child is node:
             raise _self_reference_error(node, path, child_path)
         _check_node(child, child_path, seen)
     seen[id(node)][1] = False

@@ -94,7 +94,10 @@ class _Skeleton:
     def path_of(self, node: Any) -> Path:
         """The path from the root to `node` (a wrapper, or a composite node)."""
         if not isinstance(node, _LeafWrapper):
-            return self._node_entry(node)[2]
+            entry = self._node_entry(node)
+            if entry is None:  # unreachable: callers check `node_count` first
+                raise AssertionError(node)
+            return entry[2]
         index = node.index
         path = self._leaf_paths.get(index)
         if path is None:

@@ -183,6 +183,21 @@ def test_tree_at_read_back_parity(tree, data):
     assert_parity("tree_at", where, tree, replace_fn=lambda x: (x, x))
 
 
+@settings(max_examples=30, deadline=None)
+@given(pytrees, st.data())
+def test_tree_at_subtree_parity(tree, data):
+    paths = jtu.tree_flatten_with_path(tree)[0]
+    if not paths:
+        return
+    path = paths[data.draw(st.integers(0, len(paths) - 1))][0]
+    outer = getter(path[: data.draw(st.integers(0, len(path)))])
+    inner = getter(path)
+    assert_parity("tree_at", outer, tree, replace="new")
+    assert_parity("tree_at", outer, tree, replace_fn=lambda x: [x])
+    assert_parity("tree_at", lambda t: (outer(t), inner(t)), tree, replace=(1, 2))
+    assert_parity("tree_at", lambda t: (outer(t), outer(t)), tree, replace=(1, 2))
+
+
 TREE_EQUAL_CASES = [
     ((1, "a"), (1, "a"), {}),
     ((1, "a"), [1, "a"], {}),
