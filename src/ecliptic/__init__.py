@@ -16,6 +16,14 @@ from ._filters import (
 # -- _module/, _pretty_print.py, _enum.py, _caches.py (Module system) --
 
 # -- _jit.py, _errors.py (filter_jit and runtime errors) --
+from ._caches import clear_caches as clear_caches
+from ._errors import (
+    EquinoxRuntimeError as EquinoxRuntimeError,
+    EquinoxTracetimeError as EquinoxTracetimeError,
+    branched_error_if as branched_error_if,
+    error_if as error_if,
+)
+from ._jit import filter_jit as filter_jit
 
 # -- _ad.py, _vmap_pmap.py, _eval_shape.py, _make_jaxpr.py, _callback.py, _sharding.py --
 
