@@ -11,9 +11,9 @@ import pytest
 
 import ecliptic
 from ecliptic._errors import (
+    branched_error_if,
     EquinoxRuntimeError,
     EquinoxTracetimeError,
-    branched_error_if,
     error_if,
 )
 from ecliptic._jit import filter_jit

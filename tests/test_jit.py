@@ -9,7 +9,7 @@ import pytest
 
 import ecliptic
 from ecliptic._jit import filter_jit
-from ecliptic._module import Module, field
+from ecliptic._module import field, Module
 
 
 def _counted(fn):
@@ -322,3 +322,15 @@ def test_dispatch_does_not_block():
     assert not out.is_ready()
     out.block_until_ready()
     assert out.is_ready()
+
+
+def test_tuple_and_dict_positionals_do_not_collide_with_keywords():
+    @filter_jit
+    def f(*args, **kwargs):
+        return len(args), sorted(kwargs)
+
+    one = jnp.ones(())
+    # Same leaves, same nesting: `((a, b), {"c": c})` as positionals vs as (args, kw).
+    assert f((one, one), {"c": one}) == (2, [])
+    assert f(one, one, c=one) == (2, ["c"])
+    assert f((one, one), {"c": one}) == (2, [])

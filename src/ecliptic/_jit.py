@@ -28,7 +28,7 @@ import types
 import warnings
 from collections.abc import Callable
 from operator import itemgetter
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, overload, TypeVar
 
 import jax
 import jax.tree_util as jtu
@@ -37,7 +37,7 @@ import numpy as np
 from ._caches import register_cache_clear
 from ._errors import runtime_error_from
 from ._filters import is_array
-from ._module import Module, Partial, field, module_update_wrapper
+from ._module import field, Module, module_update_wrapper, Partial
 
 
 _T = TypeVar("_T")
@@ -121,10 +121,20 @@ class _Slot:
     """What is known for one `(treedef, leaf types)`: where the arrays are, and the
     compiled entries by static-leaf values."""
 
-    __slots__ = ("static_get", "dyn_get", "n_first", "entry", "by_static")
+    __slots__ = (
+        "types",
+        "mask",
+        "static_get",
+        "dyn_get",
+        "n_first",
+        "entry",
+        "by_static",
+    )
 
-    def __init__(self, mask: list[bool], n_first: int):
+    def __init__(self, types: tuple, mask: list[bool], n_first: int):
         statics = [i for i, m in enumerate(mask) if not m]
+        self.types = types
+        self.mask = mask
         self.static_get = _getter(statics) if statics else None
         self.dyn_get = _getter([i for i, m in enumerate(mask) if m])
         self.n_first = n_first
@@ -136,6 +146,7 @@ class _Slot:
 # same donation and jit options), so `filter_jit(f)(x)` in a loop compiles once.
 _TABLES: dict[Any, dict] = {}
 _MAX_TABLES = 4096
+_MAX_SLOTS = 4096
 
 
 def _clear_tables() -> None:
@@ -239,8 +250,11 @@ class _Dispatcher:
     def call(self, fun_arrays, args: tuple, kwargs: dict) -> Any:
         if kwargs or len(args) != self.npos:
             args, kwargs = self.bind(args, kwargs)
-        leaves, treedef = jtu.tree_flatten((args, kwargs))
-        slot = self.table.get((treedef, tuple(map(type, leaves))))
+        leaves, treedef = jtu.tree_flatten([args, kwargs] if kwargs else args)
+        types = tuple(map(type, leaves))
+        slot = self.table.get(treedef)
+        if slot is not None and slot.types != types:
+            slot = self.table.get((treedef, types))
         entry = None
         if slot is not None:
             if slot.static_get is None:
@@ -278,7 +292,7 @@ class _Dispatcher:
 
     def lookup(self, args: tuple, kwargs: dict):
         args, kwargs = self.bind(args, kwargs)
-        leaves, treedef = jtu.tree_flatten((args, kwargs))
+        leaves, treedef = jtu.tree_flatten([args, kwargs] if kwargs else args)
         return self.resolve(args, kwargs, leaves, treedef)
 
     def lower(self, fun_arrays, args: tuple, kwargs: dict) -> Lowered:
@@ -294,16 +308,22 @@ class _Dispatcher:
 
     def resolve(self, args, kwargs, leaves, treedef):
         """Slow path: classify leaves, build the slot and the compiled entry."""
-        mask = [isinstance(x, _ARRAY_CLASSES) for x in leaves]
-        key = (treedef, tuple(map(type, leaves)))
-        slot = self.table.get(key)
+        types = tuple(map(type, leaves))
+        slot = self.table.get(treedef)
+        if slot is None or slot.types != types:
+            slot = self.table.get((treedef, types))
         if slot is None:
+            mask = [isinstance(x, _ARRAY_CLASSES) for x in leaves]
             n_first_leaves = jtu.tree_structure(args[0]).num_leaves if args else 0
-            slot = _Slot(mask, sum(mask[:n_first_leaves]))
-            self.table[key] = slot
+            slot = _Slot(types, mask, sum(mask[:n_first_leaves]))
+            if len(self.table) >= _MAX_SLOTS:
+                self.table.pop(next(iter(self.table)))
+            # The first type pattern seen for a treedef is keyed by the treedef alone.
+            self.table[(treedef, types) if treedef in self.table else treedef] = slot
+        has_kwargs = bool(kwargs)
         if slot.static_get is None:
             if slot.entry is None:
-                slot.entry = self.make_entry(treedef, None)
+                slot.entry = self.make_entry(treedef, None, has_kwargs)
             return slot.entry, leaves, slot
         statics = slot.static_get(leaves)
         try:
@@ -311,17 +331,21 @@ class _Dispatcher:
         except TypeError:
             raise _unhashable_error((args, kwargs), "arguments") from None
         if entry is None:
-            static = tuple(None if m else x for x, m in zip(leaves, mask, strict=True))
-            entry = slot.by_static[statics] = self.make_entry(treedef, static)
+            static = tuple(
+                None if m else x for x, m in zip(leaves, slot.mask, strict=True)
+            )
+            entry = self.make_entry(treedef, static, has_kwargs)
+            slot.by_static[statics] = entry
         return entry, slot.dyn_get(leaves), slot
 
-    def make_entry(self, in_treedef, in_static: tuple | None) -> Callable:
+    def make_entry(self, in_treedef, in_static: tuple | None, has_kwargs: bool):
         fun_treedef, fun_static = self.fun_treedef, self.fun_static
 
         def flat_fun(fun_arrays, *arrays):
             fun = _rebuild(fun_treedef, fun_static, fun_arrays)
             dyn = arrays[0] if len(arrays) == 1 else (*arrays[0], *arrays[1])
-            args, kwargs = _rebuild(in_treedef, in_static, dyn)
+            tree = _rebuild(in_treedef, in_static, dyn)
+            args, kwargs = tree if has_kwargs else (tree, {})
             out = fun(*args, **kwargs)
             return jtu.tree_map(_wrap_output, out)
 

@@ -12,7 +12,7 @@ import jax
 import jax.tree_util as jtu
 
 from .._filters import is_array
-from .._module import Module, field, module_update_wrapper
+from .._module import field, Module, module_update_wrapper
 
 
 # Counters live outside the wrapper, keyed on a tag held as static data, so copies of
