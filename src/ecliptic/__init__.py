@@ -29,11 +29,12 @@ from ._pretty_print import tree_pformat as tree_pformat, tree_pprint as tree_ppr
 
 
 # -- _jit.py, _errors.py (filter_jit and runtime errors) --
+# isort: split
 from ._caches import clear_caches as clear_caches
 from ._errors import (
+    branched_error_if as branched_error_if,
     EquinoxRuntimeError as EquinoxRuntimeError,
     EquinoxTracetimeError as EquinoxTracetimeError,
-    branched_error_if as branched_error_if,
     error_if as error_if,
 )
 from ._jit import filter_jit as filter_jit
