@@ -269,7 +269,7 @@ def test_bad_options():
         with pytest.raises(ValueError, match=f"does not accept `{name}=`"):
             filter_jit(f, **{name: None})
     for name in ("default", "fn", "args", "kwargs", "out"):
-        with pytest.raises(TypeError, match=f"no longer accepts `{name}=`"):
+        with pytest.raises(ValueError, match=f"no longer accepts `{name}=`"):
             filter_jit(f, **{name: None})
     with pytest.raises(TypeError, match="expected a callable, but got int 3"):
         filter_jit(3)

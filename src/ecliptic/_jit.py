@@ -426,7 +426,7 @@ class _JitWrapper(Module):
 def _check_jitkwargs(jitkwargs: dict) -> None:
     for name in _REMOVED:
         if name in jitkwargs:
-            raise TypeError(
+            raise ValueError(
                 f"filter_jit no longer accepts `{name}=` (removed in Equinox 0.10). "
                 "Array leaves are traced and all other leaves are static; to hold an "
                 "array static, close over it or wrap it in a non-array object."
