@@ -39,6 +39,15 @@ from ._update import apply_updates as apply_updates
 
 
 # -- _jit.py, _errors.py (filter_jit and runtime errors) --
+# isort: split
+from ._caches import clear_caches as clear_caches
+from ._errors import (
+    branched_error_if as branched_error_if,
+    EquinoxRuntimeError as EquinoxRuntimeError,
+    EquinoxTracetimeError as EquinoxTracetimeError,
+    error_if as error_if,
+)
+from ._jit import filter_jit as filter_jit
 
 # -- _ad.py, _vmap_pmap.py, _eval_shape.py, _make_jaxpr.py, _callback.py, _sharding.py --
 
