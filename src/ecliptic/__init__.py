@@ -5,6 +5,9 @@
 
 from . import debug as debug, nn as nn
 
+# -- _module/, _pretty_print.py, _enum.py, _caches.py (Module system) --
+from ._enum import Enumeration as Enumeration
+
 # -- _filters.py, _tree.py, _update.py (filters and tree tools) --
 from ._filters import (
     is_array as is_array,
@@ -12,8 +15,18 @@ from ._filters import (
     is_inexact_array as is_inexact_array,
     is_inexact_array_like as is_inexact_array_like,
 )
+from ._module import (
+    AbstractClassVar as AbstractClassVar,
+    AbstractVar as AbstractVar,
+    field as field,
+    Module as Module,
+    module_update_wrapper as module_update_wrapper,
+    Partial as Partial,
+    static_field as static_field,
+    StrictConfig as StrictConfig,
+)
+from ._pretty_print import tree_pformat as tree_pformat, tree_pprint as tree_pprint
 
-# -- _module/, _pretty_print.py, _enum.py, _caches.py (Module system) --
 
 # -- _jit.py, _errors.py (filter_jit and runtime errors) --
 
