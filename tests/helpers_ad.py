@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from ecliptic._module import Module, field
+from ecliptic._module import field, Module
 
 
 class Affine(Module):

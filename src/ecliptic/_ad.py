@@ -19,7 +19,7 @@ import jax.tree_util as jtu
 from jaxtyping import PyTree
 
 from ._filters import is_array, is_inexact_array
-from ._module import Module, Partial, field, module_update_wrapper
+from ._module import field, Module, module_update_wrapper, Partial
 from ._split import Aux, check_no_kwargs, combine, is_none, names_of, partition
 
 

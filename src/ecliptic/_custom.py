@@ -24,8 +24,16 @@ import numpy as np
 
 from ._filters import is_array, is_inexact_array
 from ._make_jaxpr import filter_make_jaxpr
-from ._module import Module, field
-from ._split import Aux, combine, is_none, is_struct, partition, static_equal
+from ._module import field, Module
+from ._split import (
+    Aux,
+    combine,
+    is_none,
+    is_struct,
+    names_of,
+    partition,
+    static_equal,
+)
 
 
 def _none_to_symbolic_zero(ct: Any, x: Any) -> Any:
@@ -123,7 +131,7 @@ class filter_custom_jvp:
                 raise ValueError(
                     "ecliptic.filter_custom_jvp does not differentiate keyword "
                     f"arguments, but the keyword argument(s) {names} of "
-                    f"`{self.__name__}` received a non-zero tangent. Pass values "
+                    f"{names_of(self.fn)} received a non-zero tangent. Pass values "
                     "that should be differentiated by position."
                 )
             args, kwargs = combine(dynamic, static.value)
@@ -336,9 +344,9 @@ class filter_custom_vjp:
         if self._custom is None:
             missing = "def_fwd" if self.fn_fwd is None else "def_bwd"
             raise RuntimeError(
-                f"`{self.__name__}` (an ecliptic.filter_custom_vjp) was called before "
-                f"its rules were declared: `.{missing}` has not been called yet. "
-                "Declare both `.def_fwd` and `.def_bwd` before calling it."
+                f"{names_of(self.fn)} (an ecliptic.filter_custom_vjp) was called "
+                f"before its rules were declared: `.{missing}` has not been called "
+                "yet. Declare both `.def_fwd` and `.def_bwd` before calling it."
             )
         array_vjp, static_vjp = partition(vjp_arg, is_array)
         diff, nondiff = partition(array_vjp, is_inexact_array)

@@ -13,7 +13,8 @@ from ._split import combine, partition
 
 
 def filter_shard(
-    x: PyTree[Any], device_or_shardings: jax.Device | PyTree[jax.sharding.Sharding]
+    x: PyTree[Any],
+    device_or_shardings: jax.Device | PyTree[jax.sharding.Sharding],  # pyright: ignore[reportInvalidTypeForm]
 ) -> PyTree[Any]:
     """Constrains how the array leaves of `x` are laid out across devices; non-array
     leaves pass through unchanged.

@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import PyTree
 
 from ._filters import is_array
-from ._module import Module, Partial, module_update_wrapper
+from ._module import Module, module_update_wrapper, Partial
 from ._split import Aux, check_no_kwargs, is_none, names_of
 
 
@@ -290,7 +290,7 @@ def _hashable_static(leaves: list, where: str) -> tuple:
     return static
 
 
-def _pmap_compiled(key: tuple, build: Callable[[], Callable]) -> Callable:
+def _pmap_compiled(key: tuple, build: Callable[[], Any]) -> Any:
     try:
         return _PMAP_CACHE[key]
     except KeyError:
@@ -414,7 +414,7 @@ class _PmapWrapper(_MethodWrapper):
     def __wrapped__(self) -> Callable:
         return self._fun
 
-    def _pmapped(self, args: tuple, kwargs: dict) -> tuple[_PmapCall, Callable]:
+    def _pmapped(self, args: tuple, kwargs: dict) -> tuple[_PmapCall, Any]:
         call = _PmapCall(self, args, kwargs)
         return call, _pmap_compiled(call.key, lambda: call.build(self))
 
@@ -488,6 +488,14 @@ def filter_pmap(
                 "are already static, and donation is set with "
                 "`donate='all' | 'warn' | 'none'`."
             )
+    if donate == "arrays":
+        warnings.warn(
+            "ecliptic.filter_pmap(..., donate='arrays') has been renamed to "
+            "`donate='all'`; use that instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        donate = "all"
     if donate not in ("all", "warn", "none"):
         raise ValueError(
             "ecliptic.filter_pmap expected `donate` to be 'all', 'warn' or 'none', "
