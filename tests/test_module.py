@@ -317,9 +317,9 @@ def test_eq_hash_repr(getkey):
     assert P(1, "x") == P(1, "x")
     assert P(1, "x") != P(2, "x")
     assert hash(P(1, "x")) == hash(P(1, "x"))
-    assert repr(P(1, "x")) == "P(a=1, b='x')"
+    assert repr(P(1, "x")).endswith("P(a=1, b='x')")
     lin = Linear(2, getkey())
-    assert repr(lin) == "Linear(weight=f32[2,2], bias=f32[2], size=2)"
+    assert repr(lin).endswith("Linear(weight=f32[2,2], bias=f32[2], size=2)")
     with pytest.raises(TypeError, match="unhashable"):
         hash(lin)
 

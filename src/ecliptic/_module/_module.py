@@ -216,6 +216,45 @@ def _finish_init(cls: type, info: _ClassInfo, obj: Any) -> None:
         check(obj)
 
 
+def _make_shadow(
+    mcs: type, cls: type, flatten_with_keys: Callable, unflatten: Callable
+) -> type | None:
+    """The class that instances of `cls` have while `__init__` runs: `cls` with a
+    C-level `__setattr__`, so assignments in `__init__` cost what they cost on a plain
+    object. Not made when a class in the MRO defines `__init_subclass__` (it would
+    see the shadow); those classes check each assignment instead."""
+    if any("__init_subclass__" in k.__dict__ for k in cls.__mro__[:-1]):
+        return None
+    namespace = {
+        "__setattr__": object.__setattr__,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+        "_ecliptic_shadow": None,
+    }
+    shadow = type.__new__(mcs, cls.__name__, (cls,), namespace)
+    jtu.register_pytree_with_keys(shadow, flatten_with_keys, unflatten)
+    return shadow
+
+
+def _check_assigned_names(cls: type, info: _ClassInfo, obj: Any) -> None:
+    for name in obj.__dict__:
+        if name not in info.names_set and name not in WRAPPER_FIELD_NAMES:
+            if name == "__orig_class__":
+                continue
+            raise dataclasses.FrozenInstanceError(
+                f"cannot assign to field {name!r}: {cls.__qualname__} declares no "
+                f"field {name!r}. Declare it in the class body (`{name}: <type>`) "
+                "before assigning it in `__init__`."
+            )
+
+
+def _check_special_values(obj: Any) -> None:
+    for name, value in obj.__dict__.items():
+        if type(value) in _SPECIAL_VALUE_TYPES:
+            _check_special_value(obj, name, value)
+
+
 _METHOD_IN_INIT = (
     "Cannot assign methods in __init__: `self.{name} = self.{method}` would store "
     "{cls} inside itself, which is not a tree. Use a property instead:\n"
@@ -267,7 +306,7 @@ class _ModuleMeta(abc.ABCMeta):
             cls,
             has_dataclass_init,
             strict is None or is_abstract,
-            bool(abstract_vars or abstract_class_vars),
+            bool(abstract_vars or abstract_class_vars or cls.__abstractmethods__),
         )
         cls._ecliptic_info = info
         is_wrapper = isinstance(getattr(cls, "__wrapped__", None), property)
@@ -277,6 +316,7 @@ class _ModuleMeta(abc.ABCMeta):
         jtu.register_pytree_with_keys(
             cls, flatten_with_keys, unflatten, flatten_func=flatten
         )
+        cls._ecliptic_shadow = _make_shadow(mcs, cls, flatten_with_keys, unflatten)
         return cls
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -284,13 +324,29 @@ class _ModuleMeta(abc.ABCMeta):
         info: _ClassInfo = cls._ecliptic_info
         if info.abstract:
             raise TypeError(_abstract_message(cls))
-        obj = _new(cls)
-        key = id(obj)
-        _initialising.add(key)
-        try:
+        shadow = cls._ecliptic_shadow
+        if shadow is None:
+            obj = _new(cls)
+            key = id(obj)
+            _initialising.add(key)
+            try:
+                cls.__init__(obj, *args, **kwargs)
+            finally:
+                _initialising.discard(key)
+        else:
+            # `__init__` runs on an instance of `shadow`, a subclass of `cls` whose
+            # `__setattr__` is `object.__setattr__`; the assignments are then
+            # checked in bulk and the instance becomes a `cls`.
+            obj = _new(shadow)
             cls.__init__(obj, *args, **kwargs)
-        finally:
-            _initialising.discard(key)
+            _setattr(obj, "__class__", cls)
+            d = obj.__dict__
+            if d.keys() != info.names_set:
+                _check_assigned_names(cls, info, obj)
+            for value in d.values():
+                if type(value) in _SPECIAL_VALUE_TYPES:
+                    _check_special_values(obj)
+                    break
         if info.needs_post_init or not obj.__dict__.keys() >= info.names_set:
             _finish_init(cls, info, obj)
         return obj
@@ -309,6 +365,12 @@ class _ModuleMeta(abc.ABCMeta):
 
 
 def _abstract_message(cls: type) -> str:
+    if cls.__abstractmethods__:
+        names = sorted(cls.__abstractmethods__)
+        return (
+            f"Can't instantiate abstract class {cls.__name__} with abstract methods "
+            f"{names}: implement them in a subclass and instantiate that."
+        )
     if cls.__abstractclassvars__:
         names = sorted(cls.__abstractclassvars__)
         return (
