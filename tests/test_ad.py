@@ -205,6 +205,10 @@ def test_jacfwd_jacrev_hessian():
     np.testing.assert_allclose(jac["a"], want)
     _, aux = eqx.filter_hessian(lambda x: (jnp.sum(f(x)), 1.0), has_aux=True)(x)
     assert aux == 1.0
+    # Non-array aux also works in forward mode (Equinox fails here: vmap of a str).
+    _, aux = eqx.filter_jacfwd(lambda x: (f(x), ("aux", x["a"])), has_aux=True)(x)
+    assert aux[0] == "aux"
+    np.testing.assert_allclose(aux[1], x["a"])
     assert eqx.filter_jacfwd(f).__wrapped__ is f
 
 

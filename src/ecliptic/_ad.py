@@ -263,11 +263,17 @@ class _Jacobian(Module):
 
         def _fun(_diff_x):
             out = self._fun(combine(_diff_x, static_x), *args, **kwargs)
-            return out if self._has_aux else (out, None)
+            out, aux = out if self._has_aux else (out, None)
+            # Non-array aux (e.g. strings) travels statically, so it survives the
+            # `vmap` inside `jax.jacfwd`.
+            array_aux, static_aux = partition(aux, is_array)
+            return out, (array_aux, Aux(static_aux))
 
         jacobian = jax.jacrev if self._reverse else jax.jacfwd
-        jac, aux = jacobian(_fun, has_aux=True)(diff_x)
-        return (jac, aux) if self._has_aux else jac
+        jac, (array_aux, static_aux) = jacobian(_fun, has_aux=True)(diff_x)
+        if self._has_aux:
+            return jac, combine(array_aux, static_aux.value)
+        return jac
 
 
 _JAC_DOC = """Creates a function that computes the Jacobian of `fun` with respect to the
