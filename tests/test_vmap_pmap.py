@@ -171,3 +171,21 @@ def test_pmap_errors():
         eqx.filter_pmap(lambda x: x)(x=jnp.ones(1))
     with pytest.raises(ValueError, match="must be hashable"):
         eqx.filter_pmap(lambda x, l: x)(jnp.ones(1), {1, 2})
+
+
+def test_vmap_of_grad_of_filter_jit(getkey):
+    filter_jit = getattr(eqx, "filter_jit", None)
+    if filter_jit is None:
+        pytest.skip("ecliptic.filter_jit has not landed on this branch yet")
+    model, xs = make_affine(getkey()), jr.normal(getkey(), (4, 3))
+
+    @filter_jit
+    def loss(m, x):
+        return jnp.sum(m(x) ** 2)
+
+    per_example = filter_jit(eqx.filter_vmap(eqx.filter_grad(loss), in_axes=(None, 0)))
+    grads = per_example(model, xs)
+    assert isinstance(grads, Affine) and grads.weight.shape == (4, 2, 3)
+    single = eqx.filter_grad(loss)(model, xs[1])
+    np.testing.assert_allclose(grads.weight[1], single.weight, rtol=1e-4, atol=1e-6)
+    assert grads.activation is None

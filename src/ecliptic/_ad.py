@@ -276,31 +276,42 @@ class _Jacobian(Module):
         return jac
 
 
-_JAC_DOC = """Creates a function that computes the Jacobian of `fun` with respect to the
-floating-point arrays of its first positional argument, using {mode}-mode AD.
-
-**Arguments:**
-
-- `fun`: the function, `fun(x, *args, **kwargs)`. `x` may be any PyTree; the output
-    must be a PyTree of JAX arrays (only the input is filtered).
-- `has_aux`: whether `fun` returns `(out, aux)`, with `aux` not differentiated.
-
-**Returns:** a function with the same arguments as `fun`, returning the Jacobian (or
-`(jacobian, aux)`): for each output leaf, a tree shaped like `x` with `None` for
-leaves that are not inexact arrays.
-"""
-
-
 def filter_jacfwd(fun: Callable, has_aux: bool = False) -> Callable:
+    """Creates a function that computes the Jacobian of `fun` with respect to the
+    floating-point arrays of its first positional argument, using forward-mode AD
+    (`jax.jacfwd`).
+
+    **Arguments:**
+
+    - `fun`: the function, `fun(x, *args, **kwargs)`. `x` may be any PyTree; the
+        output must be a PyTree of JAX arrays (only the input is filtered).
+    - `has_aux`: whether `fun` returns `(out, aux)`, with `aux` not differentiated
+        (`aux` may hold any Python objects).
+
+    **Returns:** a function with the same arguments as `fun`, returning the Jacobian
+    (or `(jacobian, aux)`): for each output leaf, a tree shaped like `x` with `None`
+    for leaves that are not inexact arrays.
+    """
     return module_update_wrapper(_Jacobian(fun, has_aux, False))
 
 
 def filter_jacrev(fun: Callable, has_aux: bool = False) -> Callable:
+    """Creates a function that computes the Jacobian of `fun` with respect to the
+    floating-point arrays of its first positional argument, using reverse-mode AD
+    (`jax.jacrev`).
+
+    **Arguments:**
+
+    - `fun`: the function, `fun(x, *args, **kwargs)`. `x` may be any PyTree; the
+        output must be a PyTree of JAX arrays (only the input is filtered).
+    - `has_aux`: whether `fun` returns `(out, aux)`, with `aux` not differentiated
+        (`aux` may hold any Python objects).
+
+    **Returns:** a function with the same arguments as `fun`, returning the Jacobian
+    (or `(jacobian, aux)`): for each output leaf, a tree shaped like `x` with `None`
+    for leaves that are not inexact arrays.
+    """
     return module_update_wrapper(_Jacobian(fun, has_aux, True))
-
-
-filter_jacfwd.__doc__ = _JAC_DOC.format(mode="forward")
-filter_jacrev.__doc__ = _JAC_DOC.format(mode="reverse")
 
 
 def filter_hessian(fun: Callable, has_aux: bool = False) -> Callable:

@@ -167,6 +167,12 @@ class filter_custom_jvp:
         return fn_jvp
 
     def defjvps(self, *args: Any, **kwargs: Any) -> None:
+        """Not implemented: use `.def_jvp`.
+
+        **Arguments:**
+
+        - `*args`, `**kwargs`: ignored.
+        """
         raise NotImplementedError(
             "ecliptic.filter_custom_jvp does not implement `defjvps`. Declare one "
             "rule for all arguments with `.def_jvp(fn_jvp)`, where "

@@ -62,21 +62,20 @@ def _resolve_leaf(spec: Any, subtree: Any, where: str) -> Any:
 
 def _resolve_axes(tree: Any, spec: Any, what: str, where: str) -> list:
     """One resolved axis (int or None) per leaf of `tree`."""
-    leaves, treedef = jtu.tree_flatten(tree)
-    try:
-        resolved = jtu.tree_map(
-            ft.partial(_resolve_leaf, where=where), spec, tree, is_leaf=is_none
-        )
-        axes = treedef.flatten_up_to(resolved)
+    treedef = jtu.tree_structure(tree)
+    try:  # structure check only, so errors raised by callable specs are not masked
+        jtu.tree_map(lambda _s, _t: None, spec, tree, is_leaf=is_none)
     except (ValueError, TypeError) as e:
-        if str(e).startswith("ecliptic."):
-            raise
         raise ValueError(
             f"ecliptic.{where} expected `{what}` to be a PyTree prefix of the "
             f"{'arguments' if what == 'in_axes' else 'outputs'}, whose structure is "
-            f"{jtu.tree_structure(tree)}, but got {what}={spec!r}. Give one spec per "
-            "argument, e.g. `in_axes=(0, None)`, or one spec for all of them."
+            f"{treedef}, but got {what}={spec!r}. Give one spec per argument, e.g. "
+            "`in_axes=(0, None)`, or one spec for all of them."
         ) from e
+    resolved = jtu.tree_map(
+        ft.partial(_resolve_leaf, where=where), spec, tree, is_leaf=is_none
+    )
+    axes = treedef.flatten_up_to(resolved)
     for axis in axes:
         if axis is not None and not isinstance(axis, int):
             raise ValueError(
