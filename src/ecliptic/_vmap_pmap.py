@@ -14,7 +14,7 @@ import functools as ft
 import inspect
 import warnings
 from collections.abc import Callable, Hashable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,12 +47,24 @@ class if_array:
         return self.axis if is_array(x) else None
 
 
-def _resolve_leaf(spec: Any, subtree: Any, where: str) -> Any:
-    if spec is None or (isinstance(spec, int) and not isinstance(spec, bool)):
-        return jtu.tree_map(lambda _: spec, subtree)
-    if callable(spec):
-        return jtu.tree_map(spec, subtree)
-    raise ValueError(
+class _Struct(NamedTuple):
+    """The structure of a tree cut at the leaves of its axis spec: the spec's own
+    structure and the structure of each subtree under one spec leaf."""
+
+    spec_def: Any
+    subdefs: tuple
+
+    def unflatten(self, leaves: list) -> Any:
+        subtrees, start = [], 0
+        for subdef in self.subdefs:
+            stop = start + subdef.num_leaves
+            subtrees.append(subdef.unflatten(leaves[start:stop]))
+            start = stop
+        return self.spec_def.unflatten(subtrees)
+
+
+def _bad_spec(spec: Any, where: str) -> ValueError:
+    return ValueError(
         f"ecliptic.{where} expected the leaves of `in_axes`/`out_axes` to be ints, "
         f"None or callables `leaf -> int | None`, but got {spec!r} of type "
         f"{type(spec).__name__}. Use e.g. `in_axes=(0, None)` or "
@@ -60,29 +72,41 @@ def _resolve_leaf(spec: Any, subtree: Any, where: str) -> Any:
     )
 
 
-def _resolve_axes(tree: Any, spec: Any, what: str, where: str) -> list:
-    """One resolved axis (int or None) per leaf of `tree`."""
-    treedef = jtu.tree_structure(tree)
-    try:  # structure check only, so errors raised by callable specs are not masked
-        jtu.tree_map(lambda _s, _t: None, spec, tree, is_leaf=is_none)
+def _flatten_axes(tree: Any, spec: Any, what: str, where: str) -> tuple:
+    """Flattens `tree` and resolves `spec` (a prefix of it) to one axis (int or
+    None) per leaf, in one pass. Returns `(leaves, axes, struct)`."""
+    spec_leaves, spec_def = jtu.tree_flatten(spec, is_leaf=is_none)
+    try:
+        subtrees = spec_def.flatten_up_to(tree)
     except (ValueError, TypeError) as e:
         raise ValueError(
             f"ecliptic.{where} expected `{what}` to be a PyTree prefix of the "
             f"{'arguments' if what == 'in_axes' else 'outputs'}, whose structure is "
-            f"{treedef}, but got {what}={spec!r}. Give one spec per argument, e.g. "
-            "`in_axes=(0, None)`, or one spec for all of them."
+            f"{jtu.tree_structure(tree)}, but got {what}={spec!r}. Give one spec per "
+            "argument, e.g. `in_axes=(0, None)`, or one spec for all of them."
         ) from e
-    resolved = jtu.tree_map(
-        ft.partial(_resolve_leaf, where=where), spec, tree, is_leaf=is_none
-    )
-    axes = treedef.flatten_up_to(resolved)
-    for axis in axes:
-        if axis is not None and not isinstance(axis, int):
-            raise ValueError(
-                f"ecliptic.{where} expected each callable in `{what}` to return an "
-                f"int or None, but one returned {axis!r}."
-            )
-    return axes
+    leaves, axes, subdefs = [], [], []
+    for leaf_spec, subtree in zip(spec_leaves, subtrees, strict=True):
+        sub_leaves, subdef = jtu.tree_flatten(subtree)
+        subdefs.append(subdef)
+        leaves.extend(sub_leaves)
+        if leaf_spec is None or (
+            isinstance(leaf_spec, int) and not isinstance(leaf_spec, bool)
+        ):
+            axes.extend([leaf_spec] * len(sub_leaves))
+        elif callable(leaf_spec):
+            for leaf in sub_leaves:
+                axis = leaf_spec(leaf)
+                if axis is not None and not isinstance(axis, int):
+                    raise ValueError(
+                        f"ecliptic.{where} expected each callable in `{what}` to "
+                        f"return an int or None, but {leaf_spec!r} returned "
+                        f"{axis!r}."
+                    )
+                axes.append(axis)
+        else:
+            raise _bad_spec(leaf_spec, where)
+    return leaves, axes, _Struct(spec_def, tuple(subdefs))
 
 
 def _named_in_axes(fun: Callable, in_axes: Any, args: tuple, where: str) -> Any:
@@ -119,8 +143,9 @@ class _Mapped:
     """The inputs of one call, split into mapped array leaves and the rest."""
 
     def __init__(self, args: tuple, in_axes: Any, where: str):
-        self.leaves, self.treedef = jtu.tree_flatten(args)
-        self.axes = _resolve_axes(args, in_axes, "in_axes", where)
+        self.leaves, self.axes, self.struct = _flatten_axes(
+            args, in_axes, "in_axes", where
+        )
         self.index = [i for i, a in enumerate(self.axes) if a is not None]
         for i in self.index:
             _check_mapped_leaf(self.leaves[i], self.axes[i], where)
@@ -131,13 +156,12 @@ class _Mapped:
         leaves = list(self.leaves)
         for i, x in zip(self.index, dynamic, strict=True):
             leaves[i] = x
-        return jtu.tree_unflatten(self.treedef, leaves)
+        return self.struct.unflatten(leaves)
 
 
 def _split_outputs(out: Any, out_axes: Any, where: str) -> tuple[list, list, Aux]:
     """Mapped outputs, unmapped array outputs, and everything else (static)."""
-    leaves, treedef = jtu.tree_flatten(out)
-    axes = _resolve_axes(out, out_axes, "out_axes", where)
+    leaves, axes, struct = _flatten_axes(out, out_axes, "out_axes", where)
     mapped, unmapped, static = [], [], []
     for leaf, axis in zip(leaves, axes, strict=True):
         if axis is not None:
@@ -148,11 +172,11 @@ def _split_outputs(out: Any, out_axes: Any, where: str) -> tuple[list, list, Aux
             static.append(None)
         else:
             static.append(leaf)
-    return mapped, unmapped, Aux((treedef, static, axes))
+    return mapped, unmapped, Aux((struct, static, axes))
 
 
 def _join_outputs(mapped: list, unmapped: list, static: Aux) -> Any:
-    treedef, static_leaves, axes = static.value
+    struct, static_leaves, axes = static.value
     mapped_iter, unmapped_iter = iter(mapped), iter(unmapped)
     leaves = []
     for leaf, axis in zip(static_leaves, axes, strict=True):
@@ -163,7 +187,7 @@ def _join_outputs(mapped: list, unmapped: list, static: Aux) -> Any:
             leaves.append(next(unmapped_iter))
         else:
             leaves.append(leaf)
-    return jtu.tree_unflatten(treedef, leaves)
+    return struct.unflatten(leaves)
 
 
 class _MethodWrapper(Module):
@@ -309,8 +333,7 @@ class _PmapCall:
         _no_kwargs(kwargs, where, wrapper._fun)
         in_axes = _named_in_axes(wrapper._fun, wrapper._in_axes, args, where)
         fun_leaves, self.fun_def = jtu.tree_flatten(wrapper._fun)
-        arg_leaves, self.args_def = jtu.tree_flatten(args)
-        axes = _resolve_axes(args, in_axes, "in_axes", where)
+        arg_leaves, axes, self.args_def = _flatten_axes(args, in_axes, "in_axes", where)
         for leaf, axis in zip(arg_leaves, axes, strict=True):
             if axis is not None:
                 _check_mapped_leaf(leaf, axis, where)
@@ -359,7 +382,7 @@ class _PmapCall:
         def _pmapped(fun_dynamic, arg_dynamic, dummy):
             del dummy
             fun = jtu.tree_unflatten(fun_def, _fill(fun_leaves, fun_dynamic))
-            args = jtu.tree_unflatten(args_def, _fill(arg_leaves, arg_dynamic))
+            args = args_def.unflatten(_fill(arg_leaves, arg_dynamic))
             return _split_outputs(fun(*args), out_axes, "filter_pmap")
 
         _pmapped.__name__ = getattr(wrapper._fun, "__name__", "fun")
