@@ -4,6 +4,7 @@ import jax.random as jr
 import jax.tree_util as jtu
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import ecliptic as eqx
 from ecliptic._module import Module
@@ -233,3 +234,50 @@ def test_checkpoint_values_gradients_and_static_outputs():
     np.testing.assert_allclose(jax.grad(g)(jnp.array(3.0)), 6.0)
     jaxpr = jax.make_jaxpr(jax.grad(loss))(x)
     assert "remat" in str(jaxpr) or "checkpoint" in str(jaxpr)
+
+
+def test_grad_forwards_gradkwargs():
+    g = eqx.filter_grad(lambda z: z * z, holomorphic=True)(jnp.array(1.0 + 1.0j))
+    np.testing.assert_allclose(g, 2.0 + 2.0j)
+
+
+_LEAVES = st.sampled_from(
+    [
+        ("f32", lambda: jnp.array([1.0, 2.0])),
+        ("c64", lambda: jnp.array(1.0 + 0.5j)),
+        ("np32", lambda: np.array(0.5, np.float32)),
+        ("i32", lambda: jnp.array(3)),
+        ("bool", lambda: jnp.array(True)),
+        ("py_float", lambda: 1.5),
+        ("py_int", lambda: 2),
+        ("str", lambda: "s"),
+        ("fn", lambda: jnp.sin),
+        ("none", lambda: None),
+    ]
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(_LEAVES, min_size=1, max_size=6), st.booleans())
+def test_grad_none_exactly_at_non_inexact_leaves(kinds, as_tuple):
+    leaves = [make() for _, make in kinds]
+    x = tuple(leaves) if as_tuple else {f"k{i}": v for i, v in enumerate(leaves)}
+
+    def f(x):
+        total = jnp.array(0.0)
+        for leaf in jtu.tree_leaves(x):
+            if eqx.is_inexact_array(leaf):
+                total = total + jnp.sum(jnp.real(leaf) ** 2)
+        return total
+
+    grads = eqx.filter_grad(f)(x)
+    assert jtu.tree_structure(grads, is_leaf=lambda v: v is None) == (
+        jtu.tree_structure(x, is_leaf=lambda v: v is None)
+    )
+    flat_x = jtu.tree_leaves(x, is_leaf=lambda v: v is None)
+    flat_g = jtu.tree_leaves(grads, is_leaf=lambda v: v is None)
+    for leaf, g in zip(flat_x, flat_g, strict=True):
+        if eqx.is_inexact_array(leaf) and not jnp.iscomplexobj(leaf):
+            np.testing.assert_allclose(g, 2 * np.asarray(leaf), rtol=1e-6)
+        elif not eqx.is_inexact_array(leaf):
+            assert g is None

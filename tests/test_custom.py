@@ -208,3 +208,19 @@ def test_closure_convert_checks_inputs():
         g(jnp.zeros(3), "s")
     with pytest.raises(ValueError, match="expected the non-array arguments"):
         g(jnp.zeros(2), "other")
+
+
+def test_custom_vjp_under_vmap_and_jit():
+    f, _ = _make_custom_vjp()
+    va = {"w": jnp.arange(3.0), "k": "s", "n": jnp.array([1, 2, 3]), "v": jnp.ones(3)}
+
+    def loss(va, y):
+        return f(va, y, "t")["out"]
+
+    grads = eqx.filter_vmap(eqx.filter_grad(loss))(va, jnp.arange(3.0))
+    np.testing.assert_allclose(grads["w"], 10 * np.arange(3.0))
+    assert grads["k"] is None and grads["n"] is None
+    jitted = jax.jit(
+        lambda w, y: jax.vmap(jax.grad(lambda w, y: loss({**va, "w": w}, y)))(w, y)
+    )
+    np.testing.assert_allclose(jitted(jnp.arange(3.0), jnp.ones(3)), 10 * np.ones(3))
