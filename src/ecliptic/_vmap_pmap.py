@@ -464,6 +464,34 @@ class _PmapWrapper(_MethodWrapper):
         return _PmapLowered(self, pmapped.lower(*call.inputs()))
 
 
+def _check_pmap_options(donate: str, pmapkwargs: dict[str, Any]) -> str:
+    """Validates `filter_pmap`'s options; sets `donate_argnums` in `pmapkwargs`."""
+    check_no_kwargs(_REMOVED_KWARGS, pmapkwargs, "filter_pmap")
+    for name in ("static_broadcasted_argnums", "donate_argnums"):
+        if name in pmapkwargs:
+            raise ValueError(
+                f"ecliptic.filter_pmap does not take `{name}`: non-array arguments "
+                "are already static, and donation is set with "
+                "`donate='all' | 'warn' | 'none'`."
+            )
+    if donate == "arrays":
+        warnings.warn(
+            "ecliptic.filter_pmap(..., donate='arrays') has been renamed to "
+            "`donate='all'`; use that instead.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        donate = "all"
+    if donate not in ("all", "warn", "none"):
+        raise ValueError(
+            "ecliptic.filter_pmap expected `donate` to be 'all', 'warn' or 'none', "
+            f"but got {donate!r}."
+        )
+    if donate != "none":
+        pmapkwargs["donate_argnums"] = (0, 1)
+    return donate
+
+
 def filter_pmap(
     fun: Callable | None = None,
     *,
@@ -502,29 +530,7 @@ def filter_pmap(
             donate=donate,
             **pmapkwargs,
         )
-    check_no_kwargs(_REMOVED_KWARGS, pmapkwargs, "filter_pmap")
-    for name in ("static_broadcasted_argnums", "donate_argnums"):
-        if name in pmapkwargs:
-            raise ValueError(
-                f"ecliptic.filter_pmap does not take `{name}`: non-array arguments "
-                "are already static, and donation is set with "
-                "`donate='all' | 'warn' | 'none'`."
-            )
-    if donate == "arrays":
-        warnings.warn(
-            "ecliptic.filter_pmap(..., donate='arrays') has been renamed to "
-            "`donate='all'`; use that instead.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        donate = "all"
-    if donate not in ("all", "warn", "none"):
-        raise ValueError(
-            "ecliptic.filter_pmap expected `donate` to be 'all', 'warn' or 'none', "
-            f"but got {donate!r}."
-        )
-    if donate != "none":
-        pmapkwargs["donate_argnums"] = (0, 1)
+    donate = _check_pmap_options(donate, pmapkwargs)
     wrapper = _PmapWrapper(
         fun, in_axes, out_axes, axis_name, axis_size, donate == "all", pmapkwargs
     )
