@@ -20,10 +20,10 @@ from ._sequential import Lambda as Lambda, Sequential as Sequential
 from ._shared import Shared as Shared
 from ._spectral_norm import SpectralNorm as SpectralNorm
 from ._stateful import (
+    delete_init_state as delete_init_state,
+    make_with_state as make_with_state,
     State as State,
     StatefulLayer as StatefulLayer,
     StateIndex as StateIndex,
-    delete_init_state as delete_init_state,
-    make_with_state as make_with_state,
 )
 from ._weight_norm import WeightNorm as WeightNorm

@@ -14,7 +14,7 @@ import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
-from .._module import Module, field
+from .._module import field, Module
 from ._dropout import Dropout
 from ._linear import Linear
 from ._normalisation import compute_dtype, default_floating_dtype

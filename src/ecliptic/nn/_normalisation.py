@@ -13,8 +13,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
-from .._module import Module, field
-from ._stateful import State, missing_state
+from .._module import field, Module
+from ._stateful import missing_state, State
 
 
 def compute_dtype(dtype: Any) -> Any:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
 from .._module import Module
-from ._stateful import State, StatefulLayer, missing_state
+from ._stateful import missing_state, State, StatefulLayer
 
 
 class Sequential(StatefulLayer):
@@ -56,15 +56,17 @@ class Sequential(StatefulLayer):
         **Returns:** the last layer's output; `(output, state)` if `state` was given.
         """
         with jax.named_scope("ecliptic.nn.Sequential"):
-            if key is None:
-                keys: Sequence[Any] = [None] * len(self.layers)
-            else:
-                keys = jr.split(key, len(self.layers))
+            keys: Any = (
+                [None] * len(self.layers)
+                if key is None
+                else jr.split(key, len(self.layers))
+            )
             for layer, subkey in zip(self.layers, keys, strict=True):
+                call = cast(Any, layer)
                 if isinstance(layer, StatefulLayer) and layer.is_stateful():
-                    x, state = layer(x, state=state, key=subkey)
+                    x, state = call(x, state=state, key=subkey)
                 else:
-                    x = layer(x, key=subkey)
+                    x = call(x, key=subkey)
         if state is missing_state:
             return x
         return x, state

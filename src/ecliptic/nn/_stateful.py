@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
-from .._module import Module, field
+from .._module import field, Module
 
 
 _Value = TypeVar("_Value")

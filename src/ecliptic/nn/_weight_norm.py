@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from .._module import Module, field
+from .._module import field, Module
 from ._inference import with_attr
 from ._spectral_norm import matrix_weight
 
