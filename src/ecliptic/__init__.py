@@ -78,6 +78,7 @@ from ._vmap_pmap import (
 # -- _serialisation.py --
 
 # -- nn re-exports at top level --
+from .nn import inference_mode as tree_inference  # noqa: F401 (Equinox alias)
 
 
 __version__ = "0.1.0"
