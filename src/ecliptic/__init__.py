@@ -20,6 +20,15 @@ from ._filters import (
 # -- _ad.py, _vmap_pmap.py, _eval_shape.py, _make_jaxpr.py, _callback.py, _sharding.py --
 
 # -- _serialisation.py --
+from ._serialisation import (
+    CheckpointError as CheckpointError,
+    default_deserialise_filter_spec as default_deserialise_filter_spec,
+    default_serialise_filter_spec as default_serialise_filter_spec,
+    load_with_hyperparameters as load_with_hyperparameters,
+    save_with_hyperparameters as save_with_hyperparameters,
+    tree_deserialise_leaves as tree_deserialise_leaves,
+    tree_serialise_leaves as tree_serialise_leaves,
+)
 
 # -- nn re-exports at top level --
 
