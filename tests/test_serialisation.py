@@ -497,3 +497,17 @@ def test_killed_save_keeps_previous_file(tmp_path):
     assert path.read_bytes() == before
     out = tree_deserialise_leaves(path, (jnp.zeros(3),))
     np.testing.assert_array_equal(out[0], jnp.arange(3.0))
+
+
+def test_float8_e5m2_round_trips():
+    # numpy writes this dtype's descr as '<f1', which np.load cannot read back.
+    tree = (jnp.array([1.0, -0.5], dtype=jnp.float8_e5m2),)
+    assert_trees_identical(_load_bytes(_save_bytes(tree), tree), tree)
+
+
+@pytest.mark.parametrize("offset", [60, 127, 128 + 3, 128 + 17, 128 + 21, 128 + 31])
+def test_damaged_trailer_is_detected(offset):
+    data = bytearray(_save_bytes((jnp.ones(2),)))
+    data[136 + offset] ^= 0x03  # 0x20 ^ 0x03 == '#': a comment inside the header
+    with pytest.raises(CheckpointError, match="unexpected data at byte 136|corrupt"):
+        _load_bytes(bytes(data), (jnp.ones(2),))

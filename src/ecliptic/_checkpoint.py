@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import io
 import os
 import pathlib
 import secrets
@@ -197,6 +198,27 @@ def _read_exact(f: Any, n: int) -> bytes:
     return b"".join(chunks)
 
 
+def _unparseable_ml_dtypes() -> dict[str, np.dtype]:
+    """`ml_dtypes` types whose `.npy` descr numpy cannot read back (`float8_e5m2` is
+    saved as `'<f1'`), keyed by that descr."""
+    import ml_dtypes
+
+    out = {}
+    for name in dir(ml_dtypes):
+        obj = getattr(ml_dtypes, name)
+        if not (isinstance(obj, type) and issubclass(obj, np.generic)):
+            continue
+        dtype = np.dtype(obj)
+        try:
+            np.lib.format.descr_to_dtype(dtype.str)
+        except (TypeError, ValueError):
+            out[dtype.str] = dtype
+    return out
+
+
+_EXTRA_DESCRS = _unparseable_ml_dtypes()
+
+
 def _parse_header(text: str) -> tuple[np.dtype, tuple[int, ...], bool]:
     try:
         d = ast.literal_eval(text)
@@ -211,8 +233,12 @@ def _parse_header(text: str) -> tuple[np.dtype, tuple[int, ...], bool]:
         or not isinstance(fortran, bool)
     ):
         raise CheckpointError(f"the record header {text[:80]!r} is malformed")
+    descr = d["descr"]
     try:
-        dtype = np.lib.format.descr_to_dtype(d["descr"])
+        if isinstance(descr, str) and descr in _EXTRA_DESCRS:
+            dtype = _EXTRA_DESCRS[descr]
+        else:
+            dtype = np.lib.format.descr_to_dtype(descr)
     except Exception as e:
         raise CheckpointError(f"the record dtype {d['descr']!r} is not valid") from e
     if dtype.hasobject:
@@ -309,40 +335,43 @@ def is_trailer(f: Any, data: np.ndarray, record_start: int | None) -> bool:
     return True
 
 
+def _trailer_header() -> bytes:
+    f = io.BytesIO()
+    write_record(f, np.zeros(_TRAILER_LEN, dtype=np.uint8))
+    return f.getvalue()[:-_TRAILER_LEN]
+
+
+_TRAILER_HEADER = _trailer_header()
+
+
 def check_end(r: HashingReader, source: str) -> None:
     """After the last leaf: accepts the end of the file, or a valid trailer followed
     by the end of the file. Anything else raises `CheckpointError`."""
     pos = r.tell()
     crc = r.crc_upto_here()
-    try:
-        header = read_record_header(r)
-    except CheckpointError as e:
-        raise _trailing_error(source, pos, r) from e
-    if header is None:
+    size = len(_TRAILER_HEADER) + _TRAILER_LEN
+    rest = _read_exact(r, size + 1)
+    if not rest:
         return
-    dtype, shape, fortran = header
-    if dtype != np.dtype(np.uint8) or shape != (_TRAILER_LEN,) or fortran:
-        raise _trailing_error(source, pos, r)
-    try:
-        payload = read_record_data(r, dtype, shape, fortran).tobytes()
-    except CheckpointError as e:
-        raise _trailing_error(source, pos, r) from e
-    if payload[:16] != _TRAILER_MAGIC:
-        raise _trailing_error(source, pos, r)
-    saved_crc, _, saved_nbytes = struct.unpack("<IIQ", payload[16:])
+    payload = rest[len(_TRAILER_HEADER) : size]
+    if (
+        len(rest) != size
+        or not rest.startswith(_TRAILER_HEADER)
+        or payload[:16] != _TRAILER_MAGIC
+    ):
+        raise _trailing_error(source, pos)
+    saved_crc, reserved, saved_nbytes = struct.unpack("<IIQ", payload[16:])
     nbytes = pos - r.start
-    if (saved_crc, saved_nbytes) != (crc, nbytes):
+    if (saved_crc, reserved, saved_nbytes) != (crc, 0, nbytes):
         raise CheckpointError(
             f"Checkpoint {source} is corrupt: its trailer records CRC32 "
             f"{saved_crc:#010x} over {saved_nbytes} bytes, but the bytes read have "
             f"CRC32 {crc:#010x} over {nbytes} bytes. Restore the file from a backup "
             "or save it again."
         )
-    if r.read(1):
-        raise _trailing_error(source, r.tell() - 1, r)
 
 
-def _trailing_error(source: str, pos: int, r: HashingReader) -> CheckpointError:
+def _trailing_error(source: str, pos: int) -> CheckpointError:
     return CheckpointError(
         f"Checkpoint {source} has unexpected data at byte {pos}, after the last leaf "
         "of `like`; expected the end of the file. Either the file is corrupt, or "
