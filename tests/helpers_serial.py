@@ -11,6 +11,8 @@ import jax.tree_util as jtu
 import ml_dtypes
 import numpy as np
 
+from ecliptic import field, Module
+
 
 def _leaf_bytes(x: Any) -> tuple:
     arr = np.asarray(x)
@@ -35,11 +37,6 @@ def assert_trees_identical(a: Any, b: Any) -> None:
 
 
 # -- hypothesis strategies for PyTrees with many kinds of leaves --------------------
-
-try:  # ecliptic's Module once it has landed; Equinox's until then.
-    from ecliptic import Module, field  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - depends on the merge state
-    from equinox import Module, field
 
 
 class Node(Module):
