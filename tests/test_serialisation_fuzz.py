@@ -6,7 +6,7 @@ import io
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, HealthCheck, settings
 
 from ecliptic import CheckpointError, tree_deserialise_leaves, tree_serialise_leaves
 

@@ -20,7 +20,7 @@ import secrets
 import stat
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -184,7 +184,7 @@ def write_record(f: Any, arr: np.ndarray) -> None:
     header = np.lib.format.header_data_from_array_1_0(arr)
     np.lib.format.write_array_header_1_0(f, header)
     if arr.size > 0 and arr.dtype.itemsize > 0:
-        f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+        f.write(arr.reshape(-1).view(np.uint8).data)
 
 
 def _read_exact(f: Any, n: int) -> bytes:
@@ -196,6 +196,10 @@ def _read_exact(f: Any, n: int) -> bytes:
         chunks.append(chunk)
         todo -= len(chunk)
     return b"".join(chunks)
+
+
+# numpy's stubs reject the plain `str` descrs that it accepts at run time.
+_descr_to_dtype: Callable[[Any], np.dtype] = np.lib.format.descr_to_dtype
 
 
 def _unparseable_ml_dtypes() -> dict[str, np.dtype]:
@@ -210,7 +214,7 @@ def _unparseable_ml_dtypes() -> dict[str, np.dtype]:
             continue
         dtype = np.dtype(obj)
         try:
-            np.lib.format.descr_to_dtype(dtype.str)
+            _descr_to_dtype(dtype.str)
         except (TypeError, ValueError):
             out[dtype.str] = dtype
     return out
@@ -238,7 +242,7 @@ def _parse_header(text: str) -> tuple[np.dtype, tuple[int, ...], bool]:
         if isinstance(descr, str) and descr in _EXTRA_DESCRS:
             dtype = _EXTRA_DESCRS[descr]
         else:
-            dtype = np.lib.format.descr_to_dtype(descr)
+            dtype = _descr_to_dtype(descr)
     except Exception as e:
         raise CheckpointError(f"the record dtype {d['descr']!r} is not valid") from e
     if dtype.hasobject:
@@ -287,7 +291,7 @@ def read_record_data(
     for s in shape:
         count *= s
     arr = np.empty(count, dtype=dtype)
-    view = memoryview(arr.view(np.uint8)) if arr.nbytes > 0 else memoryview(b"")
+    view = arr.view(np.uint8).data if arr.nbytes > 0 else memoryview(b"")
     got = 0
     while got < view.nbytes:
         if hasattr(f, "readinto"):

@@ -20,11 +20,11 @@ import numpy as np
 from jaxtyping import PyTree
 
 from ._checkpoint import (
+    atomic_open,
+    check_end,
     CheckpointError,
     HashingReader,
     HashingWriter,
-    atomic_open,
-    check_end,
     is_path,
     is_trailer,
     is_trailer_header,
@@ -56,7 +56,7 @@ def _keystr(path: tuple) -> str:
     return jtu.keystr(path) if path else "(the root)"
 
 
-def _describe(shape: tuple[int, ...], dtype: Any) -> str:
+def _describe(shape: Any, dtype: Any) -> str:
     return f"shape {tuple(shape)} and dtype {np.dtype(dtype)}"
 
 
@@ -260,6 +260,19 @@ def _array_impl_type() -> type:
         return type(jnp.zeros(()))
 
 
+def _difference(new: Any, old: Any, expected_type: type) -> str | None:
+    if type(new) is not expected_type:
+        return f"type {expected_type.__name__}, but got {type(new).__name__}"
+    if isinstance(new, (np.ndarray, jax.Array)):
+        old_shape, old_dtype = getattr(old, "shape", None), getattr(old, "dtype", None)
+        if new.shape != old_shape or new.dtype != old_dtype:
+            return (
+                f"{_describe(old_shape, old_dtype)}, but got "
+                f"{_describe(new.shape, new.dtype)}"
+            )
+    return None
+
+
 def _check_same(out: PyTree, like: PyTree, is_leaf: Any, source: str) -> None:
     """What a custom `filter_spec` returned must match `like` in type, shape, dtype."""
     array_impl = None
@@ -276,16 +289,7 @@ def _check_same(out: PyTree, like: PyTree, is_leaf: Any, source: str) -> None:
             continue  # objects with __jax_array__ load as JAX arrays
         else:
             expected_type = type(old)
-        problem = None
-        if type(new) is not expected_type:
-            problem = f"type {expected_type.__name__}, but got {type(new).__name__}"
-        elif isinstance(new, (np.ndarray, jax.Array)) and (
-            new.shape != old.shape or new.dtype != old.dtype
-        ):
-            problem = (
-                f"{_describe(old.shape, old.dtype)}, but got "
-                f"{_describe(new.shape, new.dtype)}"
-            )
+        problem = _difference(new, old, expected_type)
         if problem is not None:
             raise CheckpointError(
                 f"Checkpoint {source}: the loaded leaf `{_keystr(path)}` should "
