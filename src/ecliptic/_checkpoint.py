@@ -58,6 +58,7 @@ _MAX_HEADER_LEN = 1 << 16
 _TRAILER_MAGIC = b"ecliptic-crc32v1"
 _TRAILER_LEN = 32
 _CHUNK = 1 << 24
+_ALIGN = 64
 
 
 # ---------------------------------------------------------------------------------
@@ -283,6 +284,17 @@ def read_record_header(f: Any) -> tuple[np.dtype, tuple[int, ...], bool] | None:
     return _parse_header(text)
 
 
+def _aligned_empty(count: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised 1-d array whose data is 64-byte aligned, so that JAX can use
+    it without another copy."""
+    nbytes = count * dtype.itemsize
+    if nbytes == 0:
+        return np.empty(count, dtype=dtype)
+    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
+    offset = -raw.ctypes.data % _ALIGN
+    return raw[offset : offset + nbytes].view(dtype)
+
+
 def read_record_data(
     f: Any, dtype: np.dtype, shape: tuple[int, ...], fortran: bool
 ) -> np.ndarray:
@@ -290,7 +302,7 @@ def read_record_data(
     count = 1
     for s in shape:
         count *= s
-    arr = np.empty(count, dtype=dtype)
+    arr = _aligned_empty(count, dtype)
     view = arr.view(np.uint8).data if arr.nbytes > 0 else memoryview(b"")
     got = 0
     while got < view.nbytes:

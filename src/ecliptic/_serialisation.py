@@ -167,7 +167,7 @@ def _to_jax(arr: np.ndarray, like: Any) -> jax.Array:
         sharding, jax.sharding.SingleDeviceSharding
     ):
         return jax.device_put(arr, sharding)
-    return jnp.asarray(arr)
+    return jax.device_put(arr)
 
 
 def default_deserialise_filter_spec(f: Any, x: Any) -> Any:
