@@ -511,3 +511,24 @@ def test_damaged_trailer_is_detected(offset):
     data[136 + offset] ^= 0x03  # 0x20 ^ 0x03 == '#': a comment inside the header
     with pytest.raises(CheckpointError, match="unexpected data at byte 136|corrupt"):
         _load_bytes(bytes(data), (jnp.ones(2),))
+
+
+def test_wrapped_files_expose_no_fileno(tmp_path):
+    # Writing through the descriptor would bypass the checksum, so it is refused.
+    def spec(f, x):
+        with pytest.raises(AttributeError, match="expose no `fileno`"):
+            f.fileno()
+        assert f.writable()  # other attributes pass through
+        default_serialise_filter_spec(f, x)
+
+    tree_serialise_leaves(tmp_path / "x.eqx", (np.ones(2),), filter_spec=spec)
+    with open(tmp_path / "x.eqx", "rb") as f:
+
+        def load_spec(f, x):
+            with pytest.raises(AttributeError, match="expose no `fileno`"):
+                f.fileno()
+            assert f.name == str(tmp_path / "x.eqx")
+            return default_deserialise_filter_spec(f, x)
+
+        out = tree_deserialise_leaves(f, (np.zeros(2),), filter_spec=load_spec)
+    np.testing.assert_array_equal(out[0], np.ones(2))

@@ -66,6 +66,16 @@ _ALIGN = 64
 # ---------------------------------------------------------------------------------
 
 
+def _delegate(raw: Any, name: str) -> Any:
+    # No `fileno`: writing or reading through the descriptor would bypass the hash.
+    if name == "fileno":
+        raise AttributeError(
+            "checkpoint files are hashed as they are written and read, so they "
+            "expose no `fileno`; use `write`/`read` (as `np.save`/`np.load` do)"
+        )
+    return getattr(raw, name)
+
+
 class HashingWriter:
     """Wraps a binary file: every byte written also updates a CRC32 and a count."""
 
@@ -82,7 +92,7 @@ class HashingWriter:
         return view.nbytes
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
+        return _delegate(self._raw, name)
 
 
 class HashingReader:
@@ -160,7 +170,7 @@ class HashingReader:
         return crc
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
+        return _delegate(self._raw, name)
 
 
 # ---------------------------------------------------------------------------------
@@ -427,13 +437,12 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _open_temp(target: str) -> tuple[str, int]:
+def _open_temp(target: str) -> tuple[str, BinaryIO]:
     directory, base = os.path.split(target)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
         try:
-            return tmp, os.open(tmp, flags, 0o666)
+            return tmp, open(tmp, "xb")  # closed by atomic_open
         except FileExistsError:  # pragma: no cover - 48 random bits collided
             continue
 
@@ -444,9 +453,9 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     synced and renamed over `path`. On any failure (`KeyboardInterrupt` included) the
     temporary file is removed and `path` is left as it was."""
     target = os.path.realpath(os.fspath(path))
-    tmp, fd = _open_temp(target)
+    tmp, file = _open_temp(target)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with file as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
