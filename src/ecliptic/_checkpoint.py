@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import io
 import os
 import pathlib
@@ -234,6 +235,7 @@ def _unparseable_ml_dtypes() -> dict[str, np.dtype]:
 _EXTRA_DESCRS = _unparseable_ml_dtypes()
 
 
+@functools.lru_cache(maxsize=1024)  # headers repeat: same shapes, same dtypes
 def _parse_header(text: str) -> tuple[np.dtype, tuple[int, ...], bool]:
     try:
         d = ast.literal_eval(text)

@@ -108,7 +108,7 @@ def _tell(f: Any) -> int | None:
         return None
 
 
-def _next_record(f: Any, want: str) -> tuple[tuple, np.ndarray | None]:
+def _next_record(f: Any, want: Callable[[], str]) -> tuple[tuple, np.ndarray | None]:
     """Reads the next record header; raises if the saved leaves have run out (end of
     file, or the trailer). For a trailer-shaped record, its data is read too."""
     start = _tell(f)
@@ -120,7 +120,7 @@ def _next_record(f: Any, want: str) -> tuple[tuple, np.ndarray | None]:
             header = None
     if header is None:
         raise CheckpointError(
-            f"expected a record for {want}, but the saved leaves ended: `like` has "
+            f"expected a record for {want()}, but the saved leaves ended: `like` has "
             "more leaves than the saved tree, or the file is truncated"
         )
     return header, data
@@ -129,7 +129,7 @@ def _next_record(f: Any, want: str) -> tuple[tuple, np.ndarray | None]:
 def _read_array(f: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """Reads one record that must hold exactly `shape` and `dtype`."""
     expected = np.dtype(dtype)
-    header, data = _next_record(f, f"{_describe(shape, expected)}")
+    header, data = _next_record(f, lambda: _describe(shape, expected))
     found, found_shape, fortran = header
     if found != expected and found.kind == "V" and found.names is None:
         # ml_dtypes types (bfloat16, float8...) are saved as raw void records.
@@ -150,7 +150,7 @@ def _read_array(f: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 def _read_scalar(f: Any, x: bool | int | float | complex) -> Any:
     kinds = next(k for t, k in _SCALAR_KINDS if isinstance(x, t))
-    header, _ = _next_record(f, f"a Python {type(x).__name__}")
+    header, _ = _next_record(f, lambda: f"a Python {type(x).__name__}")
     dtype, shape, fortran = header
     if shape != () or dtype.kind not in kinds:
         raise CheckpointError(
