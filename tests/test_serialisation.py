@@ -532,3 +532,37 @@ def test_wrapped_files_expose_no_fileno(tmp_path):
 
         out = tree_deserialise_leaves(f, (np.zeros(2),), filter_spec=load_spec)
     np.testing.assert_array_equal(out[0], np.ones(2))
+
+
+class _WriteOnly:
+    """A sink with nothing but `write` (a socket or pipe, say)."""
+
+    def __init__(self):
+        self.chunks = []
+
+    def write(self, data):
+        self.chunks.append(bytes(data))
+
+
+class _ReadOnly:
+    """A source with nothing but `read`: no `tell`, `seek` or `readinto`."""
+
+    def __init__(self, data):
+        self._f = io.BytesIO(data)
+
+    def read(self, n=-1):
+        return self._f.read(min(n, 7) if n and n > 0 else n)  # short reads too
+
+
+def test_streams_without_seek_tell_or_readinto():
+    tree = (jnp.arange(10.0), np.arange(3), 2.5, "x")
+    sink = _WriteOnly()
+    tree_serialise_leaves(sink, tree)
+    data = b"".join(sink.chunks)
+    assert data == _save_bytes(tree)
+    assert_trees_identical(tree_deserialise_leaves(_ReadOnly(data), tree), tree)
+    corrupt = data[:150] + bytes([data[150] ^ 1]) + data[151:]  # array data
+    with pytest.raises(CheckpointError, match="is corrupt"):
+        tree_deserialise_leaves(_ReadOnly(corrupt), tree)
+    with pytest.raises(CheckpointError, match="<_ReadOnly>: could not load leaf"):
+        tree_deserialise_leaves(_ReadOnly(data[:300]), tree)
