@@ -566,3 +566,21 @@ def test_streams_without_seek_tell_or_readinto():
         tree_deserialise_leaves(_ReadOnly(corrupt), tree)
     with pytest.raises(CheckpointError, match="<_ReadOnly>: could not load leaf"):
         tree_deserialise_leaves(_ReadOnly(data[:300]), tree)
+
+
+def test_directory_path_gets_a_sibling_eqx_file(tmp_path):
+    target = tmp_path / "run"
+    target.mkdir()
+    tree_serialise_leaves(target, (1.0,))
+    assert (tmp_path / "run.eqx").is_file()
+    assert tree_deserialise_leaves(target, (0.0,)) == (1.0,)
+
+
+def test_jitted_scalars_load_into_numpy_scalar_likes():
+    tree = (jnp.array(1), ml_dtypes.bfloat16(1), np.float32(1), object())
+    saved = jax.jit(lambda t: t)(tree[:3]) + tree[3:]
+    assert all(isinstance(x, jax.Array) for x in saved[:3])
+    like = (jnp.array(2), ml_dtypes.bfloat16(2), np.float32(2), object())
+    out = _load_bytes(_save_bytes(saved), like)
+    assert_trees_identical(out[:3], tree[:3])
+    assert out[3] is like[3]
