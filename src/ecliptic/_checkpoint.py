@@ -101,7 +101,7 @@ class HashingReader:
 
     Reads may seek backwards (as `np.load` does); bytes are hashed only the first time
     they are read. A forward seek past unhashed bytes marks the running hash stale;
-    [`HashingReader.crc_upto_here`][] then recomputes it from the file.
+    `HashingReader.crc_upto_here` then recomputes it from the file.
     """
 
     def __init__(self, raw: Any):
