@@ -153,7 +153,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=pathlib.Path("../shared/data/mnist"),
         help="folder with the MNIST idx files (default: ../shared/data/mnist)",
     )
-    parser.add_argument("--epochs", type=int, default=3, help="default: 3")
+    parser.add_argument("--epochs", type=int, default=5, help="default: 5")
     parser.add_argument("--batch-size", type=int, default=64, help="default: 64")
     parser.add_argument("--lr", type=float, default=1e-3, help="default: 1e-3")
     parser.add_argument("--seed", type=int, default=0, help="default: 0")
