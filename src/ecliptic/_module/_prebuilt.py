@@ -1,0 +1,130 @@
+"""Modules that ecliptic itself builds on: bound methods, `Partial`, `Static`, and
+`module_update_wrapper`."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import jax.tree_util as jtu
+
+from . import _module
+from ._field import field
+from ._flatten import WRAPPER_FIELD_NAMES
+from ._module import Module
+
+
+_T = TypeVar("_T")
+
+
+class BoundMethod(Module):
+    """A method bound to a Module instance, as a PyTree: the function is static and
+    the instance (`__self__`) is its child. Reading `module.method` returns one."""
+
+    __func__: types.FunctionType = field(static=True)
+    __self__: Module
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__(self.__self__, *args, **kwargs)
+
+    @property
+    def __wrapped__(self) -> Any:
+        return self.__func__.__get__(self.__self__, type(self.__self__))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("__name__", "__qualname__"):
+            return getattr(self.__func__, name)
+        raise AttributeError(name)
+
+
+_module._BoundMethod = BoundMethod
+_module._SPECIAL_VALUE_TYPES = _module._TRANSFORM_TYPES | {BoundMethod}
+
+
+class Partial(Module):
+    """Like `functools.partial`, but a PyTree: the function and the bound arguments
+    are its children, so arrays inside them are traced by transformations.
+
+    Works for any callable, including Modules and other callable objects.
+
+    **Arguments:**
+
+    - `func`: the callable.
+    - `*args`: positional arguments placed before those given at call time.
+    - `**kwargs`: keyword arguments, overridden by those given at call time.
+
+    Calling a `Partial` returns `func(*args, *call_args, **{**kwargs, **call_kwargs})`.
+    """
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    keywords: dict[str, Any]
+
+    def __init__(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any):
+        self.func = func
+        self.args = args
+        self.keywords = kwargs
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*self.args, *args, **self.keywords, **kwargs)
+
+
+class Static(Module, Generic[_T]):
+    """Holds any Python object as part of the PyTree *structure* (no leaves).
+
+    The object is flattened and its leaves and structure stored as static fields, so
+    it must be hashable leaf-by-leaf (containers of hashable values are fine).
+
+    **Arguments:**
+
+    - `value`: the object to hold. Read it back with `.value`.
+    """
+
+    _leaves: tuple[Any, ...] = field(static=True)
+    _treedef: Any = field(static=True)
+
+    def __init__(self, value: _T):
+        self._leaves, self._treedef = jtu.tree_flatten(value)
+        self._leaves = tuple(self._leaves)
+
+    @property
+    def value(self) -> _T:
+        """The object held."""
+        return jtu.tree_unflatten(self._treedef, self._leaves)
+
+
+def module_update_wrapper(wrapper: Module, wrapped: Callable | None = None) -> Any:
+    """Like `functools.update_wrapper`, for Modules: returns a *copy* of `wrapper`
+    with `__module__`, `__name__`, `__qualname__`, `__doc__` and `__annotations__`
+    taken from `wrapped`. `wrapper` itself is not modified.
+
+    The wrapper's class must define `__wrapped__` as a property that returns the
+    wrapped callable (so that the wrapped object is not stored twice).
+
+    **Arguments:**
+
+    - `wrapper`: the wrapper Module instance.
+    - `wrapped`: the callable being wrapped; defaults to `wrapper.__wrapped__`.
+
+    **Returns:** the updated copy of `wrapper`.
+    """
+    cls = type(wrapper)
+    if not isinstance(getattr(cls, "__wrapped__", None), property):
+        raise ValueError(
+            f"module_update_wrapper needs {cls.__qualname__} to define `__wrapped__` "
+            "as a property returning the wrapped callable; got "
+            f"{type(getattr(cls, '__wrapped__', None)).__name__}. Add "
+            "`@property\\ndef __wrapped__(self): return self.fn`."
+        )
+    if wrapped is None:
+        wrapped = wrapper.__wrapped__  # pyright: ignore[reportAttributeAccessIssue]
+    leaves, treedef = jtu.tree_flatten(wrapper)
+    clone = jtu.tree_unflatten(treedef, leaves)
+    for name in WRAPPER_FIELD_NAMES:
+        try:
+            value = getattr(wrapped, name)
+        except AttributeError:
+            continue
+        object.__setattr__(clone, name, value)
+    return clone
