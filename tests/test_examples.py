@@ -1,0 +1,156 @@
+"""Smoke tests for `examples/`: each script runs in a subprocess on tiny settings.
+
+The MNIST example reads idx files from `../shared/data/mnist` (relative to the
+repository root) or from `$ECLIPTIC_MNIST_DIR`; it is skipped, with the reason shown,
+when neither holds them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import types
+
+import jax
+import pytest
+
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+SCRIPTS = [
+    "digits.py",
+    "mnist.py",
+    "train_rnn.py",
+    "stateful.py",
+    "frozen_layer.py",
+    "serialisation.py",
+]
+
+
+def mnist_dir() -> pathlib.Path:
+    return pathlib.Path(
+        os.environ.get("ECLIPTIC_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist")
+    )
+
+
+def run(script: str, *args: str, timeout: float = 120) -> str:
+    """Runs one example; fails with its output if it exits non-zero."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="error")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{script} {' '.join(args)} failed:\n{output}"
+    return proc.stdout
+
+
+def load_example(script: str):
+    spec = importlib.util.spec_from_file_location(script[:-3], EXAMPLES / script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help(script, capsys):
+    module = load_example(script)
+    with pytest.raises(SystemExit) as exc:
+        module.parse_args(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--tiny" in out and "usage:" in out
+
+
+def test_digits_demo(tmp_path):
+    """The demo at its default settings: held-out accuracy of at least 97%."""
+    out = run("digits.py", "--out-dir", str(tmp_path), "--seed", "0")
+    acc = float(re.search(r"held-out accuracy: ([0-9.]+)", out).group(1))
+    assert acc >= 0.97, out
+    assert "predictions identical" in out
+    assert (tmp_path / "digits.eqx").stat().st_size > 0
+    png = (tmp_path / "digits_curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+
+def test_mnist_tiny():
+    data = mnist_dir()
+    if (
+        not (data / "t10k-images-idx3-ubyte.gz").exists()
+        and not (data / "t10k-images-idx3-ubyte").exists()
+    ):
+        pytest.skip(f"MNIST idx files not found in {data} (set ECLIPTIC_MNIST_DIR)")
+    out = run("mnist.py", "--data-dir", str(data), "--tiny")
+    assert "512 training images, 256 test images" in out
+    acc = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
+    assert 0.0 <= acc <= 1.0
+
+
+def test_mnist_missing_data_is_a_clear_error(tmp_path):
+    module = load_example("mnist.py")
+    with pytest.raises(SystemExit, match="no MNIST idx files in"):
+        module.load_mnist(tmp_path, seed=0)
+
+
+def test_train_rnn_tiny():
+    out = run("train_rnn.py", "--tiny")
+    assert "test accuracy:" in out
+
+
+def test_stateful_tiny():
+    out = run("stateful.py", "--tiny")
+    assert "test accuracy:" in out
+
+
+def test_frozen_layer_tiny():
+    out = run("frozen_layer.py", "--tiny")
+    assert "frozen layers unchanged: True; last layer trained: True" in out
+
+
+def test_serialisation_tiny(tmp_path):
+    out = run("serialisation.py", "--tiny", "--out-dir", str(tmp_path))
+    assert "outputs identical after loading: True" in out
+    assert (tmp_path / "model.eqx").exists()
+
+
+# The Python code blocks of the documentation run, page by page, in one namespace per
+# page (blocks build on each other). A block preceded by `<!-- skip-snippet -->` is
+# not run (PyTorch code, or code shown failing on purpose).
+DOC_PAGES = [
+    "README.md",
+    "docs/index.md",
+    "docs/getting_started.md",
+    "docs/all_of_ecliptic.md",
+    "docs/faq.md",
+    "docs/from_pytorch.md",
+]
+CODE_BLOCK = re.compile(r"(<!-- skip-snippet -->\n)?```python\n(.*?)```", re.DOTALL)
+
+
+def doc_snippets(page: str) -> list[str]:
+    text = (REPO / page).read_text()
+    return [code for skip, code in CODE_BLOCK.findall(text) if not skip]
+
+
+@pytest.mark.parametrize("page", DOC_PAGES)
+def test_doc_snippets_run(page, tmp_path, monkeypatch):
+    snippets = doc_snippets(page)
+    assert snippets, f"no Python code blocks in {page}"
+    monkeypatch.chdir(tmp_path)  # snippets may write checkpoints
+    # A real module, so that dataclasses (and so Modules) defined in it work.
+    module = types.ModuleType(f"snippets_{pathlib.Path(page).stem}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    # Readers run the snippets with JAX's default promotion rules, not the test
+    # suite's strict ones (optax itself relies on int/float promotion).
+    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+        for i, code in enumerate(snippets):
+            exec(compile(code, f"{page}[block {i}]", "exec"), module.__dict__)
