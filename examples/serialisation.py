@@ -4,7 +4,9 @@ The file starts with one line of JSON (the hyperparameters), followed by the
 weights written by `eqx.tree_serialise_leaves` to the same open file. To load,
 read the JSON line, build a model skeleton of the right shape with
 `eqx.filter_eval_shape` (no weights are initialised), then fill it with
-`eqx.tree_deserialise_leaves`.
+`eqx.tree_deserialise_leaves`. This is Equinox's recipe, so it runs on Equinox too;
+ecliptic also has it built in as `eqx.save_with_hyperparameters` and
+`eqx.load_with_hyperparameters`, shown at the end.
 
     python examples/serialisation.py --out-dir /tmp/ckpt
     python examples/serialisation.py --tiny   # smoke test
@@ -71,12 +73,21 @@ def main(argv=None) -> None:
         save(path, hyperparams, model)
         loaded_hyperparams, loaded = load(path)
         print(f"saved and loaded {path} ({path.stat().st_size} bytes)")
+        # The same recipe, built in to ecliptic.
+        path2 = out_dir / "model_builtin.eqx"
+        eqx.save_with_hyperparameters(path2, hyperparams, model)
+        builtin, builtin_hyperparams = eqx.load_with_hyperparameters(
+            path2, lambda **hp: make(key=jr.PRNGKey(0), **hp)
+        )
 
     x = jnp.linspace(0.0, 1.0, 3)
     same = bool(jnp.array_equal(model(x), loaded(x)))
+    same = same and bool(jnp.array_equal(model(x), builtin(x)))
     print(f"hyperparameters: {loaded_hyperparams}")
     print(f"outputs identical after loading: {same}")
-    if loaded_hyperparams != hyperparams or not same:
+    if hyperparams != loaded_hyperparams or hyperparams != builtin_hyperparams:
+        raise SystemExit("hyperparameters changed")
+    if not same:
         raise SystemExit("round trip failed")
 
 
