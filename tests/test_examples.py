@@ -71,6 +71,7 @@ def test_help(script, capsys):
     assert "--tiny" in out and "usage:" in out
 
 
+@pytest.mark.slow
 def test_digits_demo(tmp_path):
     """The demo at its default settings: held-out accuracy of at least 97%."""
     out = run("digits.py", "--out-dir", str(tmp_path), "--seed", "0")
