@@ -7,6 +7,7 @@ when neither holds them.
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import os
 import pathlib
@@ -16,6 +17,7 @@ import sys
 import types
 
 import jax
+import numpy as np
 import pytest
 
 
@@ -100,6 +102,43 @@ def test_mnist_missing_data_is_a_clear_error(tmp_path):
     module = load_example("mnist.py")
     with pytest.raises(SystemExit, match="no MNIST idx files in"):
         module.load_mnist(tmp_path, seed=0)
+
+
+def write_idx(path: pathlib.Path, array: np.ndarray) -> None:
+    """Writes a uint8 idx file (gzipped if the name ends in .gz)."""
+    header = bytes([0, 0, 0x08, array.ndim])
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_reads_idx_files(tmp_path):
+    module = load_example("mnist.py")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 28, 28))
+    write_idx(tmp_path / "a-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "b-idx3-ubyte", images)
+    for name in ("a-idx3-ubyte.gz", "b-idx3-ubyte"):
+        np.testing.assert_array_equal(module.read_idx(tmp_path / name), images)
+
+
+def test_mnist_splits(tmp_path):
+    module = load_example("mnist.py")
+    rng = np.random.default_rng(0)
+    write_idx(
+        tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (10000, 28, 28))
+    )
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, (10000,)))
+    x_tr, y_tr, x_te, y_te = module.load_mnist(tmp_path, seed=0)
+    assert (x_tr.shape, x_te.shape) == ((8000, 1, 28, 28), (2000, 1, 28, 28))
+    assert (y_tr.shape, y_te.shape) == ((8000,), (2000,))
+    assert 0.0 <= x_tr.min() and x_tr.max() <= 1.0
+    # With the training files present too, the standard split is used.
+    write_idx(tmp_path / "train-images-idx3-ubyte", rng.integers(0, 256, (30, 28, 28)))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", rng.integers(0, 10, (30,)))
+    x_tr, y_tr, x_te, y_te = module.load_mnist(tmp_path, seed=0)
+    assert (len(x_tr), len(y_tr), len(x_te), len(y_te)) == (30, 30, 10000, 10000)
 
 
 def test_train_rnn_tiny():
