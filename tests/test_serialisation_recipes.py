@@ -126,7 +126,7 @@ def test_model_and_state_together(tmp_path):
     _, state = _run(model, state, xs)
     tree_serialise_leaves(tmp_path / "s.eqx", (model, state))
 
-    like = equinox.filter_eval_shape(make, 4, key=jr.PRNGKey(0))
+    like = ecliptic.filter_eval_shape(make, 4, key=jr.PRNGKey(0))
     model2, state2 = tree_deserialise_leaves(tmp_path / "s.eqx", like)
     assert_trees_identical(jax.tree.leaves(state2), jax.tree.leaves(state))
     assert_trees_identical(model2, model)
@@ -158,7 +158,7 @@ def test_optimiser_state_resumes_exactly(tmp_path):
         m = make()
         return m, opt.init(equinox.filter(m, equinox.is_inexact_array)), 0
 
-    like = equinox.filter_eval_shape(make_like)
+    like = ecliptic.filter_eval_shape(make_like)
     model2, opt_state2, n = tree_deserialise_leaves(tmp_path / "train", like)
     assert n == 1 and type(n) is int
     assert_trees_identical((model2, opt_state2), (model, opt_state))

@@ -102,11 +102,15 @@ def _mlp():
     return equinox.nn.MLP(2, 3, 4, 2, key=jr.PRNGKey(0))
 
 
-@pytest.mark.parametrize("make_like", ["filter_eval_shape", "jax.eval_shape"])
+@pytest.mark.parametrize(
+    "make_like", ["filter_eval_shape", "ecliptic.filter_eval_shape", "jax.eval_shape"]
+)
 def test_like_from_eval_shape_both_ways(make_like):
     model = _mlp()
     if make_like == "filter_eval_shape":
         like = equinox.filter_eval_shape(_mlp)
+    elif make_like == "ecliptic.filter_eval_shape":
+        like = ecliptic.filter_eval_shape(_mlp)
     else:
         params, static = equinox.partition(model, equinox.is_array)
         like = equinox.combine(jax.eval_shape(lambda: params), static)
