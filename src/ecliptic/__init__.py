@@ -87,6 +87,7 @@ from ._serialisation import (
 )
 
 # -- nn re-exports at top level --
+from .nn import inference_mode as tree_inference  # noqa: F401 (Equinox alias)
 
 
 __version__ = "0.1.0"
