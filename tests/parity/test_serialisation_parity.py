@@ -188,3 +188,20 @@ def test_hyperparameter_files_load_both_ways(tmp_path):
     ecliptic.save_with_hyperparameters(tmp_path / "ours.eqx", hyper, model)
     with open(tmp_path / "ours.eqx", "rb") as f:
         assert_trees_identical(_equinox_recipe_load(f), model)
+
+
+def test_ecliptic_and_equinox_models_share_checkpoints(tmp_path):
+    kwargs = dict(in_size=3, out_size=2, width_size=5, depth=2)
+    ours = ecliptic.nn.MLP(**kwargs, key=jr.PRNGKey(1))
+    theirs = equinox.nn.MLP(**kwargs, key=jr.PRNGKey(2))
+    x = jnp.arange(3.0)
+
+    ecliptic.tree_serialise_leaves(tmp_path / "ours", ours)
+    like = equinox.filter_eval_shape(equinox.nn.MLP, **kwargs, key=jr.PRNGKey(0))
+    as_equinox = equinox.tree_deserialise_leaves(tmp_path / "ours", like)
+    assert_trees_identical(as_equinox(x), ours(x))
+
+    equinox.tree_serialise_leaves(tmp_path / "theirs", theirs)
+    like = ecliptic.filter_eval_shape(ecliptic.nn.MLP, **kwargs, key=jr.PRNGKey(0))
+    as_ecliptic = ecliptic.tree_deserialise_leaves(tmp_path / "theirs", like)
+    assert_trees_identical(as_ecliptic(x), theirs(x))
