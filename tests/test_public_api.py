@@ -64,3 +64,27 @@ def test_every_entry_exists(namespace):
 def test_submodules_are_public():
     assert isinstance(ecliptic.nn, types.ModuleType)
     assert isinstance(ecliptic.debug, types.ModuleType)
+
+
+def test_every_docs_page_is_in_the_nav():
+    import yaml
+
+    root = API_DOCS.parent.parent
+    config = yaml.safe_load((root / "mkdocs.yml").read_text())
+
+    def pages(node):
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, list):
+            for item in node:
+                yield from pages(item)
+        elif isinstance(node, dict):
+            for value in node.values():
+                yield from pages(value)
+
+    in_nav = set(pages(config["nav"]))
+    on_disk = {
+        p.relative_to(root / "docs").as_posix() for p in (root / "docs").rglob("*.md")
+    }
+    assert on_disk - in_nav == set(), "pages missing from mkdocs.yml's nav"
+    assert in_nav - on_disk == set(), "nav entries without a page"
