@@ -288,6 +288,8 @@ def test_wrapper_metadata():
     jf = filter_jit(documented)
     assert jf.fn == "documented"
     assert jf.__wrapped__ is documented
+    assert jf.__name__ == "documented" and jf.__doc__ == "Docs here."
+    assert repr(jf) == "_JitWrapper(fn='documented')"
 
 
 def test_clear_caches_forces_a_retrace():
@@ -334,3 +336,32 @@ def test_tuple_and_dict_positionals_do_not_collide_with_keywords():
     assert f((one, one), {"c": one}) == (2, [])
     assert f(one, one, c=one) == (2, ["c"])
     assert f((one, one), {"c": one}) == (2, [])
+
+
+def test_unhashable_non_array_output():
+    class Opaque:
+        __hash__ = None
+
+    obj = Opaque()
+    f = filter_jit(lambda a: (a * 2, obj, [1, "s"]))
+    for _ in range(2):
+        arr, out, rest = f(jnp.ones(2))
+        assert out is obj and rest == [1, "s"]
+        np.testing.assert_allclose(arr, [2.0, 2.0])
+
+
+def test_bound_method_module_traces_weights(getkey):
+    model = _linear(getkey)
+    jf = filter_jit(model.scaled)
+    x = jnp.ones(3)
+    np.testing.assert_allclose(jf(x, 2.0), model.scaled(x, 2.0), rtol=1e-6)
+    text = jf.lower(x, 2.0).as_text()
+    (main,) = [line for line in text.splitlines() if "func.func public @main" in line]
+    assert "tensor<3x3xf32>" in main  # the weight is an argument of the program
+
+
+def test_donate_all_except_first_with_static_leaves_in_first():
+    f = filter_jit(lambda first, b: (first[0] + 1, b + 1), donate="all-except-first")
+    a, b = jnp.ones(3), jnp.ones(3)
+    f((a, "static", 3), b)
+    assert not a.is_deleted() and b.is_deleted()
