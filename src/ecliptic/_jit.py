@@ -138,7 +138,7 @@ class _Slot:
         self.static_get = _getter(statics) if statics else None
         self.dyn_get = _getter([i for i, m in enumerate(mask) if m])
         self.n_first = n_first
-        self.entry = None
+        self.entry: Any = None
         self.by_static: dict = {}
 
 
@@ -256,17 +256,17 @@ class _Dispatcher:
         if slot is not None and slot.types != types:
             slot = self.table.get((treedef, types))
         entry = None
+        dyn = leaves
         if slot is not None:
             if slot.static_get is None:
                 entry = slot.entry
-                dyn = leaves
             else:
                 try:
                     entry = slot.by_static.get(slot.static_get(leaves))
                 except TypeError:
                     entry = None
                 dyn = slot.dyn_get(leaves)
-        if entry is None:
+        if entry is None or slot is None:
             entry, dyn, slot = self.resolve(args, kwargs, leaves, treedef)
         try:
             if self.quiet:
