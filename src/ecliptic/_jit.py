@@ -145,7 +145,7 @@ class _Slot:
 # Dispatch tables shared by every wrapper of the same function (same static parts,
 # same donation and jit options), so `filter_jit(f)(x)` in a loop compiles once.
 _TABLES: dict[Any, dict] = {}
-_MAX_TABLES = 4096
+_MAX_TABLES = 1024
 _MAX_SLOTS = 4096
 
 
