@@ -44,5 +44,275 @@ ROWS: list[Descriptor] = []
 
 # -- core layers: Linear, Identity, MLP, Conv*, ConvTranspose*, pools, Embedding,
 #    Dropout, Sequential, Lambda, PReLU --
+import re  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import jax.random as jr  # noqa: E402
+
+import ecliptic.nn as enn  # noqa: E402
+
+
+def _normal(*shape):
+    return lambda key, dtype: (jr.normal(key, shape, dtype),)
+
+
+def _vmap_match(got, expected):
+    """The `wrong_match` for an input with one extra leading axis."""
+    return (
+        re.escape(f"expected `x` of shape {expected}, but got shape {got}.")
+        + ".*"
+        + re.escape("jax.vmap(layer)(x)")
+    )
+
+
+def _core(name, make, shape, wrong, expected, **kwargs):
+    ROWS.append(
+        Descriptor(
+            name=name,
+            make=make,
+            inputs=_normal(*shape),
+            wrong_input=None if wrong is None else _normal(*wrong),
+            wrong_match=None if wrong is None else _vmap_match(wrong, expected),
+            **kwargs,
+        )
+    )
+
+
+_core("Linear", lambda k, d: enn.Linear(4, 3, dtype=d, key=k), (4,), (2, 4), "(4,)")
+_core(
+    "Linear[scalar]",
+    lambda k, d: enn.Linear("scalar", "scalar", use_bias=False, dtype=d, key=k),
+    (),
+    (3,),
+    "()",
+)
+_core("Identity", lambda k, d: enn.Identity(3, key=k), (3,), None, None)
+_core("MLP", lambda k, d: enn.MLP(3, 2, 4, 2, dtype=d, key=k), (3,), (5, 3), "(3,)")
+_core(
+    "MLP[scan,PReLU]",
+    lambda k, d: enn.MLP(
+        3, "scalar", 4, 3, enn.PReLU(), jax.nn.tanh, dtype=d, scan=True, key=k
+    ),
+    (3,),
+    (5, 3),
+    "(3,)",
+)
+_core(
+    "Conv1d",
+    lambda k, d: enn.Conv1d(2, 3, 3, stride=2, padding=1, dtype=d, key=k),
+    (2, 7),
+    (4, 2, 7),
+    "(2, ?)",
+)
+_core(
+    "Conv2d[SAME,REFLECT,groups]",
+    lambda k, d: enn.Conv2d(
+        2, 4, 3, padding="SAME", groups=2, padding_mode="REFLECT", dtype=d, key=k
+    ),
+    (2, 5, 4),
+    (3, 2, 5, 4),
+    "(2, ?, ?)",
+)
+_core(
+    "Conv3d",
+    lambda k, d: enn.Conv3d(1, 2, 2, dilation=(1, 2, 1), dtype=d, key=k),
+    (1, 3, 4, 3),
+    (2, 1, 3, 4, 3),
+    "(1, ?, ?, ?)",
+)
+_core(
+    "ConvTranspose1d",
+    lambda k, d: enn.ConvTranspose1d(2, 3, 3, 2, 1, 1, dtype=d, key=k),
+    (2, 4),
+    (5, 2, 4),
+    "(2, ?)",
+)
+_core(
+    "ConvTranspose2d[CIRCULAR]",
+    lambda k, d: enn.ConvTranspose2d(
+        2, 2, 3, padding="SAME", padding_mode="CIRCULAR", dtype=d, key=k
+    ),
+    (2, 4, 3),
+    (2, 2, 4, 3),
+    "(2, ?, ?)",
+)
+_core(
+    "ConvTranspose3d",
+    lambda k, d: enn.ConvTranspose3d(1, 2, 2, dtype=d, key=k),
+    (1, 2, 3, 2),
+    (2, 1, 2, 3, 2),
+    "(1, ?, ?, ?)",
+)
+_core("AvgPool1d", lambda k, d: enn.AvgPool1d(2, 2), (2, 6), (3, 2, 6), "(channels, ?)")
+_core(
+    "MaxPool2d[ceil]",
+    lambda k, d: enn.MaxPool2d(2, 2, use_ceil=True),
+    (2, 5, 4),
+    (3, 2, 5, 4),
+    "(channels, ?, ?)",
+)
+_core(
+    "AvgPool3d",
+    lambda k, d: enn.AvgPool3d((2, 1, 2)),
+    (1, 3, 2, 3),
+    (2, 1, 3, 2, 3),
+    "(channels, ?, ?, ?)",
+)
+_core(
+    "AdaptiveMaxPool1d",
+    lambda k, d: enn.AdaptiveMaxPool1d(3),
+    (2, 7),
+    (2, 2, 7),
+    "(channels, ?)",
+)
+_core(
+    "AdaptiveAvgPool2d",
+    lambda k, d: enn.AdaptiveAvgPool2d((2, 3)),
+    (2, 5, 4),
+    (3, 2, 5, 4),
+    "(channels, ?, ?)",
+)
+ROWS.append(
+    Descriptor(
+        name="Embedding",
+        make=lambda k, d: enn.Embedding(6, 3, dtype=d, key=k),
+        inputs=lambda k, d: (jr.randint(k, (), 0, 6),),
+        wrong_input=lambda k, d: (jr.randint(k, (4,), 0, 6),),
+        wrong_match=_vmap_match((4,), "()"),
+    )
+)
+_core(
+    "RotaryPositionalEmbedding",
+    lambda k, d: enn.RotaryPositionalEmbedding(4, theta=500.0, dtype=d),
+    (5, 4),
+    (2, 5, 4),
+    "(seq_length, 4)",
+)
+_core("Dropout", lambda k, d: enn.Dropout(0.5), (6,), None, None, needs_key=True)
+_core("PReLU", lambda k, d: enn.PReLU(jnp.full((2, 1), 0.3, d)), (2, 3), None, None)
+
 
 # -- normalisation, attention, rnn, stateful, shared, RoPE --
+
+
+def _normal(*shapes):
+    """`inputs(key, dtype)` drawing one standard-normal array per shape."""
+
+    def inputs(key, dtype):
+        import jax.random as jr
+
+        keys = jr.split(key, len(shapes))
+        return tuple(
+            jr.normal(k, s, dtype=dtype) for k, s in zip(keys, shapes, strict=True)
+        )
+
+    return inputs
+
+
+def _lstm_inputs(x_shape, hidden_size):
+    def inputs(key, dtype):
+        x, h, c = _normal(x_shape, (hidden_size,), (hidden_size,))(key, dtype)
+        return (x, (h, c))
+
+    return inputs
+
+
+def _nn():
+    import ecliptic.nn as nn
+
+    return nn
+
+
+ROWS += [
+    Descriptor(
+        name="LayerNorm",
+        make=lambda key, dtype: _nn().LayerNorm((3, 4), dtype=dtype),
+        inputs=_normal((3, 4)),
+        wrong_input=_normal((2, 3, 4)),
+        wrong_match=r"expected `x` of shape \(3, 4\), but got shape \(2, 3, 4\)",
+    ),
+    Descriptor(
+        name="RMSNorm",
+        make=lambda key, dtype: _nn().RMSNorm(4, dtype=dtype),
+        inputs=_normal((4,)),
+        wrong_input=_normal((5, 4)),
+        wrong_match=r"expected `x` of shape \(4,\), but got shape \(5, 4\)",
+    ),
+    Descriptor(
+        name="GroupNorm",
+        make=lambda key, dtype: _nn().GroupNorm(2, 4, dtype=dtype),
+        inputs=_normal((4, 3)),
+        wrong_input=_normal((3, 4, 3)),
+        wrong_match=r"Axis 0 must be channels=4, not 3",
+    ),
+    Descriptor(
+        name="BatchNorm",
+        make=lambda key, dtype: _nn().BatchNorm(3, "batch", mode="batch", dtype=dtype),
+        inputs=_normal((3, 5)),
+        stateful=True,
+        axis_name="batch",
+        wrong_input=_normal((4, 5)),
+        wrong_match=r"Axis 0 must be input_size=3, not 4",
+    ),
+    Descriptor(
+        name="BatchNorm-ema",
+        make=lambda key, dtype: _nn().BatchNorm(3, "batch", mode="ema", dtype=dtype),
+        inputs=_normal((3,)),
+        stateful=True,
+        axis_name="batch",
+        wrong_input=_normal((2, 3)),
+        wrong_match=r"Axis 0 must be input_size=3, not 2",
+    ),
+    Descriptor(
+        name="MultiheadAttention",
+        make=lambda key, dtype: _nn().MultiheadAttention(2, 8, dtype=dtype, key=key),
+        inputs=_normal((4, 8), (6, 8), (6, 8)),
+        wrong_input=_normal((2, 4, 8), (6, 8), (6, 8)),
+        wrong_match=r"expected `query` of shape \(q_seq, 8\), but got shape "
+        r"\(2, 4, 8\)",
+    ),
+    Descriptor(
+        name="MultiheadAttention-dropout",
+        make=lambda key, dtype: _nn().MultiheadAttention(
+            2, 4, key_size=3, value_size=5, dropout_p=0.2, dtype=dtype, key=key
+        ),
+        inputs=_normal((4, 4), (6, 3), (6, 5)),
+        needs_key=True,
+        wrong_input=_normal((4, 4), (6, 3), (2, 6, 5)),
+        wrong_match=r"expected `value` of shape \(6, 5\), but got shape \(2, 6, 5\)",
+    ),
+    Descriptor(
+        name="GRUCell",
+        make=lambda key, dtype: _nn().GRUCell(3, 4, dtype=dtype, key=key),
+        inputs=_normal((3,), (4,)),
+        wrong_input=_normal((2, 3), (4,)),
+        wrong_match=r"expected `input` of shape \(3,\), but got shape \(2, 3\)",
+    ),
+    Descriptor(
+        name="LSTMCell",
+        make=lambda key, dtype: _nn().LSTMCell(3, 4, dtype=dtype, key=key),
+        inputs=_lstm_inputs((3,), 4),
+        wrong_input=_lstm_inputs((2, 3), 4),
+        wrong_match=r"expected `input` of shape \(3,\), but got shape \(2, 3\)",
+    ),
+    Descriptor(
+        name="SpectralNorm",
+        make=lambda key, dtype: _nn().SpectralNorm(
+            _nn().Linear(4, 3, dtype=dtype, key=key), "weight", key=key
+        ),
+        inputs=_normal((4,)),
+        stateful=True,
+        wrong_input=_normal((2, 4)),
+        wrong_match=r"expected `x` of shape \(4,\)",
+    ),
+    Descriptor(
+        name="WeightNorm",
+        make=lambda key, dtype: _nn().WeightNorm(
+            _nn().Linear(4, 3, dtype=dtype, key=key)
+        ),
+        inputs=_normal((4,)),
+        wrong_input=_normal((2, 4)),
+        wrong_match=r"expected `x` of shape \(4,\)",
+    ),
+]
