@@ -159,8 +159,8 @@ def _loss(model, x, y):
     return jnp.mean((jax.vmap(model)(x) - y) ** 2)
 
 
-def _train_step(model, opt_state, x, y, opt):
-    loss, grads = jax.value_and_grad(_loss)(model, x, y)
+def _train_step(model, opt_state, x, y, opt, value_and_grad=jax.value_and_grad):
+    loss, grads = value_and_grad(_loss)(model, x, y)
     updates, opt_state = opt.update(grads, opt_state, model)
     return optax.apply_updates(model, updates), opt_state, loss
 
@@ -168,7 +168,8 @@ def _train_step(model, opt_state, x, y, opt):
 def _module_train(lib, depth, x, y, opt):
     model = _module_mlp(lib, depth)
     state = [model, opt.init(model)]
-    step = lib.filter_jit(lambda m, s, x, y: _train_step(m, s, x, y, opt))
+    vg = lib.filter_value_and_grad
+    step = lib.filter_jit(lambda m, s, x, y: _train_step(m, s, x, y, opt, vg))
 
     def call():
         state[0], state[1], loss = step(state[0], state[1], x, y)
