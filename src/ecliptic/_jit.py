@@ -5,11 +5,13 @@ compared). Per call the wrapper does:
 
 1. bind the arguments to the signature (skipped when only the expected number of
    positional arguments is passed);
-2. flatten `(args, kwargs)` once and take the tuple of leaf *types*;
-3. look up a slot keyed on `(treedef, types)`. The slot knows which positions hold
-   arrays (the mask depends only on the types), so static leaves and arrays are
-   picked out with C-level `itemgetter`s; when there are static leaves, a second dict
-   keyed on their values picks the compiled entry;
+2. flatten the arguments once (`args`, or `[args, kwargs]` when there are keyword
+   arguments) and take the tuple of leaf *types*;
+3. look up the slot for this treedef and check its leaf types (a treedef seen with
+   other types too has further slots keyed on `(treedef, types)`). The slot knows
+   which positions hold arrays (the mask depends only on the types), so static leaves
+   and arrays are picked out with C-level `itemgetter`s; when there are static
+   leaves, a second dict keyed on their values picks the compiled entry;
 4. call a `jax.jit` of a function of the flat array lists only, so JAX's C++ fast
    path does the rest. Non-array outputs come back through pytree nodes whose
    *unflatten* returns the stored value, so JAX rebuilds the user's output in one
@@ -114,7 +116,10 @@ def _unhashable_error(tree: Any, where: str) -> ValueError:
                 "turn it into an array (jnp.asarray), make it hashable (e.g. a tuple "
                 "instead of a list inside a custom object), or close over it."
             )
-    return ValueError(f"Non-hashable static arguments are not supported ({where}).")
+    return ValueError(
+        f"Non-hashable static arguments are not supported: hashing the static leaves "
+        f"of the {where} raised TypeError. Fix: make every non-array leaf hashable."
+    )
 
 
 class _Slot:
