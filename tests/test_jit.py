@@ -365,3 +365,29 @@ def test_donate_all_except_first_with_static_leaves_in_first():
     a, b = jnp.ones(3), jnp.ones(3)
     f((a, "static", 3), b)
     assert not a.is_deleted() and b.is_deleted()
+
+
+def test_unhashable_fallback_message():
+    class FlakyHash:
+        calls = 0
+
+        def __hash__(self):
+            FlakyHash.calls += 1
+            if FlakyHash.calls == 1:
+                raise TypeError("unhashable the first time")
+            return 0
+
+    f = filter_jit(lambda x, y: x)
+    with pytest.raises(ValueError, match="hashing the static leaves of the arguments"):
+        f(jnp.ones(1), FlakyHash())
+
+
+def test_register_cache_clear():
+    from ecliptic._caches import register_cache_clear
+
+    cleared = []
+    register_cache_clear(lambda: cleared.append(True))
+    ecliptic.clear_caches()
+    assert cleared == [True]
+    with pytest.raises(TypeError, match="expected a callable of no arguments, but got"):
+        register_cache_clear({})
