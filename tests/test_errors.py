@@ -210,3 +210,11 @@ def test_env_mode_invalid_and_breakpoint():
     assert "ecliptic.EquinoxRuntimeError: env msg" in bp.stdout
     assert "(jdb)" in bp.stdout  # the debugger opened; continuing returns NaNs
     assert "RESULT [nan, nan]" in bp.stdout
+
+
+def test_compiled_function_raises_runtime_error():
+    f = filter_jit(lambda x: error_if(x, x > 0, "compiled check"))
+    compiled = f.lower(jnp.array(1.0)).compile()
+    np.testing.assert_allclose(compiled(jnp.array(-1.0)), -1.0)
+    err = _raises_with("compiled check", compiled, jnp.array(1.0))
+    assert isinstance(err, EquinoxRuntimeError)

@@ -381,9 +381,15 @@ class Compiled:
                 "Fix: call `.lower(...)` again with these arguments, or call the "
                 "`filter_jit` function directly."
             )
-        return self._dispatch.invoke(
-            self._compiled, self._fun_arrays, dyn, slot.n_first
-        )
+        try:
+            return self._dispatch.invoke(
+                self._compiled, self._fun_arrays, dyn, slot.n_first
+            )
+        except (_JaxRuntimeError, ValueError) as e:
+            err = runtime_error_from(e)
+            if err is None:
+                raise
+            raise err from None
 
 
 class Lowered:
