@@ -391,3 +391,64 @@ def test_register_cache_clear():
     assert cleared == [True]
     with pytest.raises(TypeError, match="expected a callable of no arguments, but got"):
         register_cache_clear({})
+
+
+@pytest.mark.parametrize(
+    "style", ["jit-call", "jit-method", "outer-call", "outer-method"]
+)
+def test_retrace_counts_for_module_methods(style):
+    traces = []
+
+    class Adder(Module):
+        increment: object
+
+        def add(self, x):
+            traces.append(None)
+            return x + self.increment
+
+        if style == "jit-method":
+            add_jit = filter_jit(add)
+
+        if style == "jit-call":
+            __call__ = filter_jit(add)
+        else:
+            __call__ = add
+
+    def run(m):
+        y = jnp.array(1.0)
+        if style in ("jit-call", "jit-method"):
+            return m(y) if style == "jit-call" else m.add_jit(y)
+        return filter_jit(m)(y) if style == "outer-call" else filter_jit(m.add)(y)
+
+    one, two = Adder(1), Adder(2)
+    assert [float(run(one)), float(run(one))] == [2.0, 2.0] and len(traces) == 1
+    assert [float(run(two)), float(run(two))] == [3.0, 3.0] and len(traces) == 2
+    # Array increments are traced: one compilation serves both values.
+    assert float(run(Adder(jnp.array(1.0)))) == 2.0
+    assert float(run(Adder(jnp.array(2.0)))) == 3.0
+    assert len(traces) == 3
+
+
+def test_wrapping_transformed_functions_reuses_compilation():
+    f = _counted(lambda x: (x * x).sum())
+    for x in (jnp.arange(2.0), jnp.arange(2.0) + 1):
+        ecliptic.filter_jit(ecliptic.filter_jit(f))(x)
+        ecliptic.filter_jit(ecliptic.filter_grad(f))(x)
+        ecliptic.filter_jit(ecliptic.filter_vmap(f))(x[:, None])
+    assert len(f.traces) == 3  # one per kind of wrapper, none per new wrapper
+
+
+def test_donated_module_fun_is_consumed_and_shared(getkey):
+    class Counter(Module):
+        buffer: jax.Array
+        mlp: ecliptic.nn.MLP
+
+        def __call__(self, x):
+            new = ecliptic.tree_at(lambda s: s.buffer, self, self.buffer + 1)
+            return self.mlp(x), new
+
+    first = Counter(jnp.zeros(8), ecliptic.nn.MLP(2, 2, 2, 1, key=getkey()))
+    _, second = filter_jit(first, donate="all")(jnp.ones(2))
+    _, third = filter_jit(second, donate="all")(jnp.ones(2))
+    assert first.buffer.is_deleted() and second.buffer.is_deleted()
+    np.testing.assert_allclose(third.buffer, 2 * jnp.ones(8))
