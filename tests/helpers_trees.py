@@ -29,11 +29,20 @@ leaves = st.one_of(
 )
 
 
+class Pair(ec.Module):
+    """A Module node for generated trees: two children and a static tag."""
+
+    a: Any
+    b: Any
+    tag: str = ec.field(static=True, default="p")
+
+
 def _children(inner: st.SearchStrategy) -> st.SearchStrategy:
     return st.one_of(
         st.lists(inner, max_size=3),
         st.lists(inner, max_size=3).map(tuple),
         st.dictionaries(st.sampled_from("xyz"), inner, max_size=3),
+        st.builds(Pair, inner, inner, st.sampled_from("pq")),
     )
 
 

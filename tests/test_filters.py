@@ -150,3 +150,11 @@ def test_filter_inverse_complements(tree, pred):
     left, right = ec.partition(tree, pred)
     assert same(left, ec.filter(tree, pred))
     assert same(right, ec.filter(tree, pred, inverse=True))
+
+
+def test_combine_without_jax_none_leaf_registry(monkeypatch):
+    import ecliptic._filters as filters_module
+
+    monkeypatch.setattr(filters_module, "_NONE_LEAF_REGISTRY", None)
+    assert ec.combine([None, (1, None)], [0, (None, 2)]) == [0, (1, 2)]
+    assert ec.apply_updates([1, None, 2], [None, None, 3]) == [1, None, 5]

@@ -43,7 +43,7 @@ def test_tree_at_on_modules_surgery_and_leaves(getkey):
     mlp = make_mlp(3)
     new = Linear(jnp.zeros((2, 2)), jnp.zeros(2))
     out = ec.tree_at(lambda m: m.layers[-1], mlp, new)
-    assert out.layers[2] is new and out.layers[0] is not mlp.layers[0]
+    assert out.layers[2] is new and out.layers[0] is mlp.layers[0]
     assert out.layers[0].weight is mlp.layers[0].weight
     out = ec.tree_at(
         lambda m: (m.layers[0].weight, m.activation), mlp, (None, jax.nn.relu)
@@ -148,9 +148,23 @@ def test_tree_at_where_returns_new_container():
         ec.tree_at(lambda t: (t[0], [t[1]]), [1, 2], (3, 4))
 
 
-def test_tree_at_nested_selection_raises():
-    with pytest.raises(ValueError, match="lies inside another selected node"):
-        ec.tree_at(lambda t: (t[0], t[0][0]), [[1], 2], (3, 4))
+@pytest.mark.parametrize("tree", [[[1], 2], (([1],), 2), ((1,), 2)])
+def test_tree_at_nested_selection_raises(tree):
+    with pytest.raises(ValueError, match="node 1 .* lies inside another selected"):
+        ec.tree_at(lambda t: (t[0], t[0][0]), tree, (3, 4))
+    with pytest.raises(ValueError, match="node 0 .* lies inside another selected"):
+        ec.tree_at(lambda t: (t[0][0], t[0]), tree, replace_fn=str)
+
+
+def test_tree_at_many_subtrees_in_immutable_tree():
+    tree = tuple((i,) for i in range(12))
+    out = ec.tree_at(lambda t: t, tree, replace_fn=lambda t: t[::-1])
+    assert out == tree[::-1]
+    out = ec.tree_at(lambda t: t[1:], tree, replace_fn=lambda t: t[0])
+    assert out == ((0,), *range(1, 12))
+    calls = []
+    out = ec.tree_at(lambda t: (t[3], t[1]), tree, replace_fn=calls.append)
+    assert calls[0] is tree[1] and calls[1] is tree[3]  # the original nodes, in order
 
 
 def test_tree_at_unhashable_treedef_and_jit():
@@ -316,3 +330,23 @@ def test_tree_check_self_reference():
     z.append(y)
     with pytest.raises(ValueError, match=r"contains itself, at `pytree\[0\]\[0\]`"):
         ec.tree_check(y)
+
+
+def test_tree_at_path_copy_shares_only_immutable_nodes():
+    mlp = make_mlp(3)
+    out = ec.tree_at(lambda m: m.layers[1].weight, mlp, 0)
+    assert out.layers[1].weight == 0 and out.layers[1].bias is mlp.layers[1].bias
+    assert out.layers[0] is mlp.layers[0]  # untouched immutable nodes are shared
+    assert mlp.layers[1].weight is not out.layers[1].weight
+    tree = {"a": [1, 2], "b": (3, [4])}
+    out = ec.tree_at(lambda t: t["b"][0], tree, 0)
+    assert out == {"a": [1, 2], "b": (0, [4])}
+    assert out["a"] is not tree["a"] and out["b"][1] is not tree["b"][1]
+
+
+def test_tree_at_many_leaves_and_mixed_selection():
+    tree = tuple(range(20))
+    out = ec.tree_at(lambda t: t[::2], tree, replace_fn=lambda x: -x)
+    assert out == tuple(-x if x % 2 == 0 else x for x in range(20))
+    out = ec.tree_at(lambda t: (t[0], t[1]), ((1, 2), 3), ("a", "b"))
+    assert out == ("a", "b")

@@ -39,10 +39,52 @@ from ._update import apply_updates as apply_updates
 
 
 # -- _jit.py, _errors.py (filter_jit and runtime errors) --
+# isort: split
+from ._caches import clear_caches as clear_caches
+from ._errors import (
+    branched_error_if as branched_error_if,
+    EquinoxRuntimeError as EquinoxRuntimeError,
+    EquinoxTracetimeError as EquinoxTracetimeError,
+    error_if as error_if,
+)
+from ._jit import filter_jit as filter_jit
 
 # -- _ad.py, _vmap_pmap.py, _eval_shape.py, _make_jaxpr.py, _callback.py, _sharding.py --
+from ._ad import (
+    filter_checkpoint as filter_checkpoint,
+    filter_grad as filter_grad,
+    filter_hessian as filter_hessian,
+    filter_jacfwd as filter_jacfwd,
+    filter_jacrev as filter_jacrev,
+    filter_jvp as filter_jvp,
+    filter_value_and_grad as filter_value_and_grad,
+    filter_vjp as filter_vjp,
+)
+from ._callback import filter_pure_callback as filter_pure_callback
+from ._custom import (
+    filter_closure_convert as filter_closure_convert,
+    filter_custom_jvp as filter_custom_jvp,
+    filter_custom_vjp as filter_custom_vjp,
+)
+from ._eval_shape import filter_eval_shape as filter_eval_shape
+from ._make_jaxpr import filter_make_jaxpr as filter_make_jaxpr
+from ._sharding import filter_shard as filter_shard
+from ._vmap_pmap import (
+    filter_pmap as filter_pmap,
+    filter_vmap as filter_vmap,
+    if_array as if_array,
+)
 
 # -- _serialisation.py --
+from ._serialisation import (
+    CheckpointError as CheckpointError,
+    default_deserialise_filter_spec as default_deserialise_filter_spec,
+    default_serialise_filter_spec as default_serialise_filter_spec,
+    load_with_hyperparameters as load_with_hyperparameters,
+    save_with_hyperparameters as save_with_hyperparameters,
+    tree_deserialise_leaves as tree_deserialise_leaves,
+    tree_serialise_leaves as tree_serialise_leaves,
+)
 
 # -- nn re-exports at top level --
 from .nn import inference_mode as tree_inference  # noqa: F401 (Equinox alias)

@@ -40,13 +40,58 @@ def vmap_fix(num_extra: int, call: str = "layer", args: str = "x") -> str:
 def _matches(shape: Sequence[int], expected: Sequence[Dim]) -> bool:
     if len(shape) != len(expected):
         return False
-    return all(not isinstance(e, int) or e == s for s, e in zip(shape, expected))
+    return all(
+        not isinstance(e, int) or e == s for s, e in zip(shape, expected, strict=True)
+    )
+
+
+def _axes(n: int) -> str:
+    return "1 axis" if n == 1 else f"{n} axes"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _axis_ordinal(i: int, ndim: int) -> str:
-    if ndim == 1 or i == ndim - 1:
-        return "the last axis" if ndim > 1 else "the only axis"
+    if ndim == 1:
+        return "the only axis"
+    if i == ndim - 1:
+        return "the last axis"
     return f"axis {i}"
+
+
+def _wrong_axes(
+    shape: Sequence[int],
+    expected: Sequence[Dim],
+    axis_names: Sequence[str | None] | None,
+    offset: int = 0,
+) -> list[str]:
+    """One phrase per wrong axis, e.g. `axis 0 must be in_channels=3, not 8`.
+
+    `shape` is the trailing part of an input with `offset` more leading axes."""
+    details = []
+    ndim = len(shape) + offset
+    for i, (s, e) in enumerate(zip(shape, expected, strict=True)):
+        if isinstance(e, int) and s != e:
+            label = axis_names[i] if axis_names and axis_names[i] else str(e)
+            where = _axis_ordinal(i + offset, ndim)
+            details.append(f"{where} must be {label}, not {s}")
+    return details
+
+
+def _batch_axis_elsewhere(
+    shape: Sequence[int], expected: Sequence[Dim], call: str, name: str
+) -> str | None:
+    """With one extra axis that is not the leading one, the `in_axes=` fix."""
+    for i in range(1, len(shape)):
+        rest = tuple(shape[:i]) + tuple(shape[i + 1 :])
+        if _matches(rest, expected):
+            return (
+                f"If axis {i} (size {shape[i]}) is the batch axis, map over it with "
+                f"`jax.vmap({call}, in_axes={i})({name})`."
+            )
+    return None
 
 
 def shape_error(
@@ -60,6 +105,15 @@ def shape_error(
     hint: str | None = None,
 ) -> ValueError:
     """Builds the `ValueError` for an input whose shape does not match.
+
+    The message reads *subject -> expected -> got -> fix*:
+
+    - extra leading axes with matching trailing axes: the fix names as many
+      `jax.vmap`s as there are extra axes;
+    - the right number of axes but a wrong size: which axis, and which size it must
+      have (from `axis_names`);
+    - a different number of axes otherwise, with the `jax.vmap` fix for the leading
+      axes and what the remaining axes must be.
 
     **Arguments:**
 
@@ -82,39 +136,35 @@ def shape_error(
     )
     n_extra = len(shape) - len(expected)
     if n_extra > 0 and _matches(shape[n_extra:], expected):
-        axes = "axis" if n_extra == 1 else f"{n_extra} leading axes"
         if n_extra == 1:
-            axes = "leading axis"
+            where = "the leading axis"
+            sizes = f"axis 0, of size {shape[0]}, is the batch axis"
+        else:
+            where = f"the {n_extra} leading axes"
+            sizes = "sizes " + ", ".join(str(s) for s in shape[:n_extra])
         msg += (
-            " Layers act on a single example: map over the "
-            f"{axes} with `{vmap_fix(n_extra, call)}`."
+            f" Layers act on a single example: map over {where} with "
+            f"`{vmap_fix(n_extra, call, name)}` ({sizes})."
         )
-    elif len(shape) == len(expected):
-        wrong = [
-            i
-            for i, (s, e) in enumerate(zip(shape, expected))
-            if isinstance(e, int) and s != e
-        ]
-        details = []
-        for i in wrong:
-            label = axis_names[i] if axis_names and axis_names[i] else None
-            want = label if label is not None else str(expected[i])
-            details.append(
-                f"{_axis_ordinal(i, len(shape))} must be {want}, not {shape[i]}"
-            )
-        if details:
-            msg += " " + "; ".join(details).capitalize() + "."
+    elif n_extra == 0:
+        details = _wrong_axes(shape, expected, axis_names)
+        msg += " " + _sentence("; ".join(details)) + "."
     else:
         msg += (
             f" Layers act on a single example, so `{name}` must have "
-            f"{len(expected)} axes, not {len(shape)}."
+            f"{_axes(len(expected))}, not {len(shape)}."
         )
         if n_extra > 0:
+            lead = "the leading axis" if n_extra == 1 else f"the {n_extra} leading axes"
+            rest = _wrong_axes(shape[n_extra:], expected, axis_names, n_extra)
             msg += (
-                f" If the {n_extra} leading axes are batch axes, map over them with "
-                f"`{vmap_fix(n_extra, call)}`; the remaining axes must then be "
-                f"{format_shape(expected)}."
+                f" Mapping over {lead} with `{vmap_fix(n_extra, call, name)}` would "
+                f"not fix it: {'; '.join(rest)}."
             )
+            if n_extra == 1:
+                other = _batch_axis_elsewhere(shape, expected, call, name)
+                if other:
+                    msg += " " + other
     if hint:
         msg += " " + hint
     return ValueError(msg)
@@ -161,4 +211,4 @@ def describe(obj: Any, **config: Any) -> str:
     args = ", ".join(f"{k}={v!r}" for k, v in config.items())
     module = type(obj).__module__
     prefix = "ecliptic.nn." if module.startswith("ecliptic.nn") else ""
-    return f"{prefix}{type(obj).__qualname__}({args})"
+    return f"{prefix}{type(obj).__name__}({args})"

@@ -73,8 +73,18 @@ def is_array_like(element: Any) -> bool:
     return isinstance(element, _ARRAY_LIKE_TYPES) or hasattr(element, "__jax_array__")
 
 
+_INEXACT_BY_DTYPE: dict[Any, bool] = {}
+
+
 def _is_inexact_dtype(dtype: Any) -> bool:
-    return bool(np.issubdtype(dtype, np.inexact)) or jnp.issubdtype(dtype, jnp.inexact)
+    out = _INEXACT_BY_DTYPE.get(dtype)
+    if out is None:
+        out = bool(np.issubdtype(dtype, np.inexact)) or jnp.issubdtype(
+            dtype, jnp.inexact
+        )
+        if len(_INEXACT_BY_DTYPE) < 1024:
+            _INEXACT_BY_DTYPE[dtype] = out
+    return out
 
 
 def is_inexact_array(element: Any) -> bool:
@@ -88,7 +98,7 @@ def is_inexact_array(element: Any) -> bool:
 
     **Returns:** a Python `bool`.
     """
-    if isinstance(element, _ARRAY_TYPES):
+    if is_array(element):
         return _is_inexact_dtype(element.dtype)
     return False
 
@@ -115,8 +125,8 @@ def is_inexact_array_like(element: Any) -> bool:
 #
 # Design: one C++ flatten of `pytree` (with `is_leaf`), one pass over the flat leaves
 # to compute the mask, and one C++ unflatten per output tree. A `filter_spec` that is
-# a prefix tree is split with `treedef.flatten_up_to` (C++) and each subtree is
-# handled the same way. No per-node Python work beyond the `is_leaf` callback.
+# a prefix tree is matched with `treedef.flatten_up_to` (C++), and the list of
+# matching subtrees is flattened at once. No per-node Python work beyond `is_leaf`.
 
 AxisSpec = bool | Callable[[Any], bool]
 
@@ -143,8 +153,7 @@ def flatten_none_as_leaf(
 
 def _leaf_masks(leaves: list[Any], spec: Callable[[Any], Any]) -> list[Any]:
     if spec is is_array:  # the common case: memoised by type, no call per leaf
-        get = _IS_ARRAY_BY_TYPE.get
-        out = [get(type(x)) for x in leaves]
+        out = list(map(_IS_ARRAY_BY_TYPE.get, map(type, leaves)))
         if None in out:
             out = [is_array(x) for x in leaves]
         return out
@@ -173,21 +182,42 @@ def _spec_error(name: str, filter_spec: Any, index: int, bad: Any) -> ValueError
     )
 
 
-def _split_spec(name: str, pytree: PyTree, filter_spec: Any) -> tuple[list, list, Any]:
-    """Returns (spec leaves, matching subtrees of `pytree`, spec treedef or None)."""
+def _flat_masks(
+    name: str, pytree: PyTree, filter_spec: Any, is_leaf: Callable[[Any], bool] | None
+) -> tuple[list[Any], list[Any] | bool, Callable[[list[Any]], PyTree]]:
+    """Flattens `pytree` once and evaluates the spec on its leaves.
+
+    Returns the leaves, their masks (one bool for all of them when the spec is a
+    single bool), and the function that rebuilds a tree from new leaves.
+    """
     spec_leaves, spec_def = jtu.tree_flatten(filter_spec)
     for i, s in enumerate(spec_leaves):
         if isinstance(s, jax.core.Tracer) or not (isinstance(s, bool) or callable(s)):
             raise _spec_error(name, filter_spec, i, s)
     if spec_def.num_nodes == 1 and spec_def.num_leaves == 1:
-        return spec_leaves, [pytree], None
-    return spec_leaves, spec_def.flatten_up_to(pytree), spec_def
-
-
-def _keep_masks(spec: Any, leaves: list[Any]) -> list[Any] | bool:
-    if isinstance(spec, bool):
-        return spec
-    return _leaf_masks(leaves, spec)
+        (spec,) = spec_leaves
+        leaves, treedef = jtu.tree_flatten(pytree, is_leaf=is_leaf)
+        masks = spec if isinstance(spec, bool) else _leaf_masks(leaves, spec)
+        return leaves, masks, treedef.unflatten
+    # A prefix spec: flatten the list of matching subtrees in one go (C++), then
+    # apply each spec leaf to its run of leaves.
+    subtrees = spec_def.flatten_up_to(pytree)
+    if is_leaf is None:
+        leaves, treedef = jtu.tree_flatten(subtrees)
+    else:
+        leaves, treedef = jtu.tree_flatten(
+            subtrees, is_leaf=lambda x: x is not subtrees and is_leaf(x)
+        )
+    masks: list[Any] = []
+    start = 0
+    for spec, child in zip(spec_leaves, treedef.children(), strict=True):
+        stop = start + child.num_leaves
+        if isinstance(spec, bool):
+            masks.extend([spec] * (stop - start))
+        else:
+            masks.extend(_leaf_masks(leaves[start:stop], spec))
+        start = stop
+    return leaves, masks, lambda new: spec_def.unflatten(treedef.unflatten(new))
 
 
 def filter(
@@ -221,20 +251,15 @@ def filter(
     **Returns:** a PyTree with the structure of `pytree`.
     """
     inverse = bool(inverse)
-    spec_leaves, subtrees, spec_def = _split_spec("filter", pytree, filter_spec)
-    out = []
-    for spec, sub in zip(spec_leaves, subtrees, strict=True):
-        leaves, treedef = jtu.tree_flatten(sub, is_leaf=is_leaf)
-        masks = _keep_masks(spec, leaves)
-        if masks is True or masks is False:
-            kept = leaves if masks != inverse else [replace] * len(leaves)
-        else:
-            kept = [
-                x if bool(m) != inverse else replace
-                for x, m in zip(leaves, masks, strict=True)
-            ]
-        out.append(treedef.unflatten(kept))
-    return out[0] if spec_def is None else spec_def.unflatten(out)
+    leaves, masks, rebuild = _flat_masks("filter", pytree, filter_spec, is_leaf)
+    if masks is True or masks is False:
+        return rebuild(leaves if masks != inverse else [replace] * len(leaves))
+    return rebuild(
+        [
+            x if bool(m) != inverse else replace
+            for x, m in zip(leaves, masks, strict=True)
+        ]
+    )
 
 
 def partition(
@@ -257,28 +282,20 @@ def partition(
 
     **Returns:** a pair of PyTrees, each with the structure of `pytree`.
     """
-    spec_leaves, subtrees, spec_def = _split_spec("partition", pytree, filter_spec)
-    lefts, rights = [], []
-    for spec, sub in zip(spec_leaves, subtrees, strict=True):
-        leaves, treedef = jtu.tree_flatten(sub, is_leaf=is_leaf)
-        masks = _keep_masks(spec, leaves)
-        if masks is True or masks is False:
-            holes = [replace] * len(leaves)
-            left, right = (leaves, holes) if masks else (holes, leaves)
-        else:
-            left, right = [], []
-            for x, m in zip(leaves, masks, strict=True):
-                if m:
-                    left.append(x)
-                    right.append(replace)
-                else:
-                    left.append(replace)
-                    right.append(x)
-        lefts.append(treedef.unflatten(left))
-        rights.append(treedef.unflatten(right))
-    if spec_def is None:
-        return lefts[0], rights[0]
-    return spec_def.unflatten(lefts), spec_def.unflatten(rights)
+    leaves, masks, rebuild = _flat_masks("partition", pytree, filter_spec, is_leaf)
+    if masks is True or masks is False:
+        holes = [replace] * len(leaves)
+        left, right = (leaves, holes) if masks else (holes, leaves)
+    else:
+        left, right = [], []
+        for x, m in zip(leaves, masks, strict=True):
+            if m:
+                left.append(x)
+                right.append(replace)
+            else:
+                left.append(replace)
+                right.append(x)
+    return rebuild(left), rebuild(right)
 
 
 def combine(*pytrees: PyTree, is_leaf: Callable[[Any], bool] | None = None) -> PyTree:

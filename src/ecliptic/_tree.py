@@ -1,394 +1,23 @@
-"""Tree surgery and inspection: `tree_at`, `tree_equal`, `tree_check`,
-`tree_flatten_one_level`.
-
-How `tree_at` finds the nodes that `where` selects, without Python work per node:
-
-1. Flatten `pytree` once (C++), with the user's `is_leaf`.
-2. Look up the *skeleton* of that treedef: the same tree with every leaf replaced by a
-   distinct `_LeafWrapper(index)`. It depends only on the treedef, so it is built once
-   (one C++ unflatten) and cached.
-3. Call `where` on the skeleton. A selected leaf comes back as a wrapper, which names
-   its index in the flat list; replacing it is one C++ unflatten of the edited list,
-   whatever the structure of the replacement.
-4. Call `where` on `pytree` too and check that both calls selected the same places
-   (so `where` used the structure only, not the leaves' types or values).
-
-Selected subtrees (not leaves) are found by identity in the skeleton, whose composite
-nodes are all distinct objects; the skeleton's node table is built lazily, once per
-treedef. Empty tuples are the one node CPython shares (`() is ()`), so a tree holding
-them is flattened with empty tuples as leaves, which makes each one addressable.
-"""
+"""Tree inspection: `tree_equal`, `tree_check`, `tree_flatten_one_level`; and
+`tree_at` lives in `_tree_at.py`, whose docstring explains its design."""
 
 from __future__ import annotations
 
-import linecache
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from ._filters import is_array
+from ._tree_at import tree_at as tree_at
 
 
 PyTree = Any
 PyTreeDef = Any
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING: Any = _Missing()
-
-
-class _LeafWrapper:
-    """Stands in for leaf number `index` of the flattened `pytree`."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int):
-        self.index = index
-
-    def __repr__(self) -> str:
-        return f"<leaf {self.index}>"
-
-
-def _is_empty_tuple(x: Any) -> bool:
-    return type(x) is tuple and len(x) == 0
-
-
-class _Skeleton:
-    """The tree of a treedef with distinct `_LeafWrapper`s as its leaves."""
-
-    __slots__ = ("wrapped", "has_empty_tuple", "_nodes")
-
-    def __init__(self, treedef: PyTreeDef):
-        self.wrapped = treedef.unflatten(
-            [_LeafWrapper(i) for i in range(treedef.num_leaves)]
-        )
-        # Conservative: a false positive only costs a slower (still correct) flatten.
-        self.has_empty_tuple = "()" in repr(treedef)
-        self._nodes: dict[int, list] | None = None
-
-    def node_count(self, node: Any) -> int:
-        """How many times the composite node `node` occurs in the skeleton."""
-        if self._nodes is None:
-            self._nodes = _composite_nodes(self.wrapped)
-        entry = self._nodes.get(id(node))
-        return 0 if entry is None or entry[0] is not node else entry[1]
-
-
-def _composite_nodes(tree: Any) -> dict[int, list]:
-    nodes: dict[int, list] = {}
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, _LeafWrapper):
-            continue
-        entry = nodes.get(id(node))
-        if entry is not None:
-            entry[1] += 1  # only shared singletons (`None`) get here
-            continue
-        nodes[id(node)] = [node, 1]
-        stack.extend(jtu.tree_flatten(node, is_leaf=lambda x, n=node: x is not n)[0])
-    return nodes
-
-
-_SKELETONS: dict[Any, _Skeleton] = {}
-_MAX_SKELETONS = 256
-
-
-def _skeleton(treedef: PyTreeDef) -> _Skeleton:
-    try:
-        skeleton = _SKELETONS.get(treedef)
-    except TypeError:  # unhashable node data: no caching
-        return _Skeleton(treedef)
-    if skeleton is None:
-        skeleton = _Skeleton(treedef)
-        if len(_SKELETONS) >= _MAX_SKELETONS:
-            del _SKELETONS[next(iter(_SKELETONS))]
-        _SKELETONS[treedef] = skeleton
-    return skeleton
-
-
-#
-# Error messages: they show the failing call and a corrected one.
-#
-
-
-def _source_of(fn: Any) -> str:
-    """A one-line lambda as written (`lambda m: m.weight`), else the name."""
-    name = getattr(fn, "__name__", None)
-    if name != "<lambda>":
-        return name if isinstance(name, str) else "where"
-    try:
-        code = fn.__code__
-        spans = [
-            (line, col, end_col)
-            for line, end_line, col, end_col in code.co_positions()
-            if line is not None and line == end_line and col is not None
-            if end_col is not None and end_col > col
-        ]
-        (lineno,) = {line for line, _, _ in spans}
-        text = linecache.getline(code.co_filename, lineno)
-        body_start = min(col for _, col, _ in spans)
-        body_end = max(end_col for _, _, end_col in spans)
-        start = text.rfind("lambda", 0, body_start)
-    except (AttributeError, ValueError, TypeError):
-        return "where"
-    if start < 0 or body_end - start > 100:
-        return "where"
-    return text[start:body_end]
-
-
-def _call(where: Any, use_fn: bool, is_leaf: str | None = None) -> str:
-    arg = "replace_fn=..." if use_fn else "replace=..."
-    extra = "" if is_leaf is None else f", is_leaf={is_leaf}"
-    return f"`ecliptic.tree_at({_source_of(where)}, pytree, {arg}{extra})`"
-
-
-def _describe(node: Any) -> str:
-    if node is None:
-        return "`None`"
-    return f"a node of type `{type(node).__name__}`"
-
-
-#
-# tree_at
-#
-
-
-def _replace_args(replace: Any, replace_fn: Any) -> bool:
-    """Checks that exactly one of `replace`/`replace_fn` is given; returns `use_fn`."""
-    if (replace is _MISSING) == (replace_fn is _MISSING):
-        got = "neither" if replace is _MISSING else "both"
-        raise ValueError(
-            "ecliptic.tree_at expected exactly one of `replace` and `replace_fn`, but "
-            f"got {got}. Fix: `ecliptic.tree_at(where, pytree, replace=new_value)` or "
-            "`ecliptic.tree_at(where, pytree, replace_fn=lambda old: ...)`."
-        )
-    return replace is _MISSING
-
-
-def _check_structure_only(
-    where: Any,
-    from_skeleton: Any,
-    from_pytree: Any,
-    leaves: list[Any],
-    leaf_test: Callable[[Any], bool] | None,
-    empty_tuples_are_leaves: bool,
-    use_fn: bool,
-) -> None:
-    """Raises unless `where` picked the same places in the skeleton and in `pytree`."""
-    sel, sel_def = jtu.tree_flatten(
-        from_skeleton, is_leaf=_is_empty_tuple if empty_tuples_are_leaves else None
-    )
-    unwrapped = []
-    for x in sel:
-        if isinstance(x, _LeafWrapper):
-            unwrapped.append(leaves[x.index])
-        elif _is_empty_tuple(x):
-            unwrapped.append(x)
-        else:
-            raise TypeError(
-                f"ecliptic.tree_at expected `where` to return nodes of `pytree`, but "
-                f"it returned {x!r} of type `{type(x).__name__}`, which is not part "
-                f"of `pytree`: {_call(where, use_fn)}. Fix: return the node itself, "
-                "e.g. `where=lambda m: m.linear.weight`, not a new object."
-            )
-    orig, orig_def = jtu.tree_flatten(from_pytree, is_leaf=leaf_test)
-    if (
-        sel_def != orig_def
-        or len(orig) != len(unwrapped)
-        or any(a is not b for a, b in zip(orig, unwrapped, strict=True))
-    ):
-        raise ValueError(
-            "ecliptic.tree_at expected `where` to select nodes by the structure of "
-            "`pytree` only, but it selected different nodes when the leaves were "
-            f"replaced by placeholders: {_call(where, use_fn)} depends on the types or "
-            "values of the leaves (as in `where=lambda t: [x for x in t if "
-            "isinstance(x, int)]`). Fix: look the leaves up in the original tree and "
-            "return positions only, e.g. `where=lambda t: [x for x, y in zip(t, "
-            "pytree) if isinstance(y, int)]`."
-        )
-
-
-def _selected_nodes(where: Any, selected: Any, skeleton: _Skeleton, use_fn: bool):
-    """Normalises what `where` returned: (list of nodes, whether it was one node)."""
-    if isinstance(selected, _LeafWrapper) or skeleton.node_count(selected) > 0:
-        return [selected], True
-    if isinstance(selected, (list, tuple)):
-        return list(selected), False
-    raise TypeError(
-        "ecliptic.tree_at expected `where` to return a node of `pytree` or a "
-        f"sequence of nodes, but got {_describe(selected)}, which is neither: "
-        f"{_call(where, use_fn)}. Fix: return the node itself, e.g. "
-        "`where=lambda m: m.linear.weight`, or a tuple such as "
-        "`where=lambda m: (m.linear.weight, m.linear.bias)`."
-    )
-
-
-def _replacements(
-    where: Any, nodes: list, single: bool, replace: Any, use_fn: bool
-) -> list[Any] | None:
-    if use_fn:
-        return None
-    if single:
-        return [replace]
-    if not isinstance(replace, Sequence) and not hasattr(replace, "__len__"):
-        raise TypeError(
-            f"ecliptic.tree_at expected `replace` to be a sequence of {len(nodes)} "
-            f"values, one per node that `where` selected, but got `{type(replace)}`: "
-            f"{_call(where, use_fn)}. Fix: pass one value per node, e.g. "
-            f"`replace=({', '.join(['...'] * len(nodes))})`."
-        )
-    if len(replace) != len(nodes):
-        raise ValueError(
-            f"ecliptic.tree_at expected `replace` to hold one value per node that "
-            f"`where` selected, but `where` selected {len(nodes)} nodes and `replace` "
-            f"has {len(replace)} values: {_call(where, use_fn)}. Fix: make their "
-            "lengths match, e.g. `ecliptic.tree_at(lambda m: (m.weight, m.bias), m, "
-            "replace=(new_weight, new_bias))`."
-        )
-    return list(replace)
-
-
-def _unwrap(node: Any, leaves: list[Any]) -> Any:
-    if isinstance(node, _LeafWrapper):
-        return leaves[node.index]
-    return jtu.tree_map(lambda w: leaves[w.index], node)
-
-
-def _replace_leaves(leaves, treedef, nodes, values, replace_fn):
-    out = list(leaves)
-    if values is None:
-        for i in sorted({n.index for n in nodes}):
-            out[i] = replace_fn(leaves[i])
-    else:
-        for n, v in zip(nodes, values, strict=True):
-            out[n.index] = v
-    return treedef.unflatten(out)
-
-
-def _check_unique(where, nodes, skeleton, use_fn, is_leaf) -> None:
-    for k, node in enumerate(nodes):
-        if isinstance(node, _LeafWrapper):
-            continue
-        count = skeleton.node_count(node)
-        if count == 0:
-            raise ValueError(
-                f"ecliptic.tree_at expected `where` to return nodes of `pytree`, but "
-                f"selected node {k} ({_describe(node)}) is not part of `pytree`: "
-                f"{_call(where, use_fn)}. Fix: return the node itself, e.g. "
-                "`where=lambda m: m.linear`, not a new object built from it."
-            )
-        if count > 1:
-            fix_leaf = "lambda x: x is None" if node is None else "..."
-            raise ValueError(
-                f"ecliptic.tree_at expected `where` to select nodes that occur once in "
-                f"`pytree`, but it selected {_describe(node)}, which occurs {count} "
-                f"times, so the place to replace is ambiguous: {_call(where, use_fn)}. "
-                "`None` is an empty subtree and every `None` is the same object. "
-                f"Fix: treat it as a leaf: {_call(where, use_fn, fix_leaf)}."
-            )
-
-
-def _replace_subtrees(where, skeleton, leaves, nodes, values, replace_fn, use_fn):
-    targets: dict[int, int] = {}
-    for k, node in enumerate(nodes):
-        targets[id(node)] = k  # a node selected twice: the last value wins
-    seen = [0] * len(nodes)
-    flat, treedef = jtu.tree_flatten(
-        skeleton.wrapped, is_leaf=lambda x: id(x) in targets
-    )
-    out = []
-    for x in flat:
-        k = targets.get(id(x))
-        if k is None:
-            out.append(leaves[x.index])
-            continue
-        seen[k] += 1
-        if values is None:
-            out.append(replace_fn(_unwrap(x, leaves)))
-        else:
-            out.append(values[k])
-    for k, node in enumerate(nodes):
-        if seen[targets[id(node)]] == 0:
-            raise ValueError(
-                f"ecliptic.tree_at expected the nodes that `where` selects to be "
-                f"disjoint, but node {k} ({_describe(node)}) lies inside another "
-                f"selected node: {_call(where, use_fn)}. Fix: select only the outer "
-                "node, and build its replacement with the inner change already made."
-            )
-    return treedef.unflatten(out)
-
-
-def tree_at(
-    where: Callable[[PyTree], Any],
-    pytree: PyTree,
-    replace: Any = _MISSING,
-    replace_fn: Callable[[Any], Any] = _MISSING,
-    is_leaf: Callable[[Any], bool] | None = None,
-) -> PyTree:
-    """Returns a copy of `pytree` with the node(s) selected by `where` replaced (like
-    `.at[].set()` on a JAX array). The input is not modified.
-
-    ```python
-    tree = [1, [2, {"a": 3, "b": 4}]]
-    ecliptic.tree_at(lambda t: t[1][1]["a"], tree, 5)  # [1, [2, {"a": 5, "b": 4}]]
-    mlp = ecliptic.tree_at(lambda m: m.layers[-1], mlp, new_linear)  # model surgery
-    ```
-
-    The result is built by unflattening, so no `__init__`, `__post_init__` or
-    `__check_init__` runs: replacements may be any object (an `in_axes` spec, say).
-
-    **Arguments:**
-
-    - `where`: a callable `pytree -> node` or `pytree -> sequence of nodes`, e.g.
-        `lambda m: m.linear.weight` or `lambda m: (m.weight, m.bias)`. It must select
-        by structure only, not by the leaves' types or values.
-    - `pytree`: the PyTree to modify.
-    - `replace`: the new value, or a sequence of new values (one per selected node).
-        Exactly one of `replace` and `replace_fn` must be given.
-    - `replace_fn`: a callable `old node -> new node`, called on each selected node.
-    - `is_leaf`: optional `node -> bool`, as for `jax.tree.flatten`. To replace a
-        `None` that is not unique in `pytree`, pass `is_leaf=lambda x: x is None`.
-
-    **Returns:** the modified PyTree. (Arrays are not copied.)
-    """
-    use_fn = _replace_args(replace, replace_fn)
-    leaves, treedef = jtu.tree_flatten(pytree, is_leaf=is_leaf)
-    skeleton = _skeleton(treedef)
-    leaf_test = is_leaf
-    if skeleton.has_empty_tuple:
-        if is_leaf is None:
-            leaf_test = _is_empty_tuple
-        else:
-            leaf_test = lambda x: _is_empty_tuple(x) or is_leaf(x)
-        leaves, treedef = jtu.tree_flatten(pytree, is_leaf=leaf_test)
-        skeleton = _skeleton(treedef)
-    from_pytree = where(pytree)
-    selected = where(skeleton.wrapped)
-    _check_structure_only(
-        where,
-        selected,
-        from_pytree,
-        leaves,
-        leaf_test,
-        leaf_test is not is_leaf,
-        use_fn,
-    )
-    nodes, single = _selected_nodes(where, selected, skeleton, use_fn)
-    values = _replacements(where, nodes, single, replace, use_fn)
-    if all(isinstance(n, _LeafWrapper) for n in nodes):
-        return _replace_leaves(leaves, treedef, nodes, values, replace_fn)
-    _check_unique(where, nodes, skeleton, use_fn, is_leaf)
-    return _replace_subtrees(where, skeleton, leaves, nodes, values, replace_fn, use_fn)
 
 
 #
@@ -407,7 +36,7 @@ def _leaves_equal(a: Any, b: Any, exact: bool, rtol: Any, atol: Any) -> Any:
     if exact or not jnp.issubdtype(a.dtype, jnp.inexact):
         out = jnp.all(a == b)
     else:
-        out = jnp.allclose(a, b, rtol=rtol, atol=atol)
+        out = jnp.allclose(a, b, rtol=rtol, atol=atol)  # pyright: ignore
     if isinstance(out, jax.core.Tracer):
         return out
     return bool(out)
@@ -548,12 +177,20 @@ def tree_check(pytree: Any) -> None:
 
     **Raises:** `ValueError` naming the path of the offending node.
     """
-    # id -> [path, whether it is an ancestor of the node being visited, the node]
-    seen: dict[int, list] = {}
-    _check_node(pytree, "pytree", seen)
+    # A fast pass without key paths; only if it fails, a second pass with key paths
+    # finds the same offending node and names where it is.
+    try:
+        _check_node(pytree, None, {})
+    except _CheckFailed:
+        _check_node(pytree, "pytree", {})
+        raise AssertionError("unreachable: the second pass raises") from None
 
 
-def _children_with_paths(node: Any) -> tuple[list, PyTreeDef]:
+class _CheckFailed(Exception):
+    pass
+
+
+def _children(node: Any, with_paths: bool) -> tuple[list, PyTreeDef]:
     root_seen = False
 
     def is_child(x: Any) -> bool:
@@ -563,15 +200,21 @@ def _children_with_paths(node: Any) -> tuple[list, PyTreeDef]:
         root_seen = True
         return False
 
-    return jtu.tree_flatten_with_path(node, is_leaf=is_child)
+    if with_paths:
+        return jtu.tree_flatten_with_path(node, is_leaf=is_child)
+    children, treedef = jtu.tree_flatten(node, is_leaf=is_child)
+    return [((), child) for child in children], treedef
 
 
-def _check_node(node: Any, path: str, seen: dict[int, list]) -> None:
-    entries, treedef = _children_with_paths(node)
+def _check_node(node: Any, path: str | None, seen: dict[int, list]) -> None:
+    """`seen`: id -> [path, whether it is an ancestor of `node`, the node]."""
+    entries, treedef = _children(node, path is not None)
     if treedef.num_nodes == 1:
         return  # a leaf, or a node without children: repeats are harmless
     entry = seen.get(id(node))
     if entry is not None:
+        if path is None:
+            raise _CheckFailed
         if entry[1]:
             raise _self_reference_error(node, entry[0], path)
         raise ValueError(
@@ -584,6 +227,13 @@ def _check_node(node: Any, path: str, seen: dict[int, list]) -> None:
         )
     seen[id(node)] = [path, True, node]
     for key_path, child in entries:
+        if is_array(child):
+            continue  # arrays are leaves
+        if path is None:
+            if child is node:
+                raise _CheckFailed
+            _check_node(child, None, seen)
+            continue
         child_path = path + jtu.keystr(key_path)
         if child is node:
             raise _self_reference_error(node, path, child_path)

@@ -44,6 +44,154 @@ ROWS: list[Descriptor] = []
 
 # -- core layers: Linear, Identity, MLP, Conv*, ConvTranspose*, pools, Embedding,
 #    Dropout, Sequential, Lambda, PReLU --
+import re  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import jax.random as jr  # noqa: E402
+
+import ecliptic.nn as enn  # noqa: E402
+
+
+def _normal(*shape):
+    return lambda key, dtype: (jr.normal(key, shape, dtype),)
+
+
+def _vmap_match(got, expected):
+    """The `wrong_match` for an input with one extra leading axis."""
+    return (
+        re.escape(f"expected `x` of shape {expected}, but got shape {got}.")
+        + ".*"
+        + re.escape("jax.vmap(layer)(x)")
+    )
+
+
+def _core(name, make, shape, wrong, expected, **kwargs):
+    ROWS.append(
+        Descriptor(
+            name=name,
+            make=make,
+            inputs=_normal(*shape),
+            wrong_input=None if wrong is None else _normal(*wrong),
+            wrong_match=None if wrong is None else _vmap_match(wrong, expected),
+            **kwargs,
+        )
+    )
+
+
+_core("Linear", lambda k, d: enn.Linear(4, 3, dtype=d, key=k), (4,), (2, 4), "(4,)")
+_core(
+    "Linear[scalar]",
+    lambda k, d: enn.Linear("scalar", "scalar", use_bias=False, dtype=d, key=k),
+    (),
+    (3,),
+    "()",
+)
+_core("Identity", lambda k, d: enn.Identity(3, key=k), (3,), None, None)
+_core("MLP", lambda k, d: enn.MLP(3, 2, 4, 2, dtype=d, key=k), (3,), (5, 3), "(3,)")
+_core(
+    "MLP[scan,PReLU]",
+    lambda k, d: enn.MLP(
+        3, "scalar", 4, 3, enn.PReLU(), jax.nn.tanh, dtype=d, scan=True, key=k
+    ),
+    (3,),
+    (5, 3),
+    "(3,)",
+)
+_core(
+    "Conv1d",
+    lambda k, d: enn.Conv1d(2, 3, 3, stride=2, padding=1, dtype=d, key=k),
+    (2, 7),
+    (4, 2, 7),
+    "(2, ?)",
+)
+_core(
+    "Conv2d[SAME,REFLECT,groups]",
+    lambda k, d: enn.Conv2d(
+        2, 4, 3, padding="SAME", groups=2, padding_mode="REFLECT", dtype=d, key=k
+    ),
+    (2, 5, 4),
+    (3, 2, 5, 4),
+    "(2, ?, ?)",
+)
+_core(
+    "Conv3d",
+    lambda k, d: enn.Conv3d(1, 2, 2, dilation=(1, 2, 1), dtype=d, key=k),
+    (1, 3, 4, 3),
+    (2, 1, 3, 4, 3),
+    "(1, ?, ?, ?)",
+)
+_core(
+    "ConvTranspose1d",
+    lambda k, d: enn.ConvTranspose1d(2, 3, 3, 2, 1, 1, dtype=d, key=k),
+    (2, 4),
+    (5, 2, 4),
+    "(2, ?)",
+)
+_core(
+    "ConvTranspose2d[CIRCULAR]",
+    lambda k, d: enn.ConvTranspose2d(
+        2, 2, 3, padding="SAME", padding_mode="CIRCULAR", dtype=d, key=k
+    ),
+    (2, 4, 3),
+    (2, 2, 4, 3),
+    "(2, ?, ?)",
+)
+_core(
+    "ConvTranspose3d",
+    lambda k, d: enn.ConvTranspose3d(1, 2, 2, dtype=d, key=k),
+    (1, 2, 3, 2),
+    (2, 1, 2, 3, 2),
+    "(1, ?, ?, ?)",
+)
+_core("AvgPool1d", lambda k, d: enn.AvgPool1d(2, 2), (2, 6), (3, 2, 6), "(channels, ?)")
+_core(
+    "MaxPool2d[ceil]",
+    lambda k, d: enn.MaxPool2d(2, 2, use_ceil=True),
+    (2, 5, 4),
+    (3, 2, 5, 4),
+    "(channels, ?, ?)",
+)
+_core(
+    "AvgPool3d",
+    lambda k, d: enn.AvgPool3d((2, 1, 2)),
+    (1, 3, 2, 3),
+    (2, 1, 3, 2, 3),
+    "(channels, ?, ?, ?)",
+)
+_core(
+    "AdaptiveMaxPool1d",
+    lambda k, d: enn.AdaptiveMaxPool1d(3),
+    (2, 7),
+    (2, 2, 7),
+    "(channels, ?)",
+)
+_core(
+    "AdaptiveAvgPool2d",
+    lambda k, d: enn.AdaptiveAvgPool2d((2, 3)),
+    (2, 5, 4),
+    (3, 2, 5, 4),
+    "(channels, ?, ?)",
+)
+ROWS.append(
+    Descriptor(
+        name="Embedding",
+        make=lambda k, d: enn.Embedding(6, 3, dtype=d, key=k),
+        inputs=lambda k, d: (jr.randint(k, (), 0, 6),),
+        wrong_input=lambda k, d: (jr.randint(k, (4,), 0, 6),),
+        wrong_match=_vmap_match((4,), "()"),
+    )
+)
+_core(
+    "RotaryPositionalEmbedding",
+    lambda k, d: enn.RotaryPositionalEmbedding(4, theta=500.0, dtype=d),
+    (5, 4),
+    (2, 5, 4),
+    "(seq_length, 4)",
+)
+_core("Dropout", lambda k, d: enn.Dropout(0.5), (6,), None, None, needs_key=True)
+_core("PReLU", lambda k, d: enn.PReLU(jnp.full((2, 1), 0.3, d)), (2, 3), None, None)
+
 
 # -- normalisation, attention, rnn, stateful, shared, RoPE --
 

@@ -4,6 +4,40 @@
 
 # -- core layers: _linear, _mlp, _conv, _pool, _embedding, _dropout, _sequential,
 #    _activations, _inference --
+from ._activations import PReLU as PReLU
+from ._conv import (
+    Conv as Conv,
+    Conv1d as Conv1d,
+    Conv2d as Conv2d,
+    Conv3d as Conv3d,
+    ConvTranspose as ConvTranspose,
+    ConvTranspose1d as ConvTranspose1d,
+    ConvTranspose2d as ConvTranspose2d,
+    ConvTranspose3d as ConvTranspose3d,
+)
+from ._dropout import Dropout as Dropout
+from ._embedding import (
+    Embedding as Embedding,
+    RotaryPositionalEmbedding as RotaryPositionalEmbedding,
+)
+from ._linear import Identity as Identity, Linear as Linear
+from ._mlp import MLP as MLP
+from ._pool import (
+    AdaptiveAvgPool1d as AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d as AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d as AdaptiveAvgPool3d,
+    AdaptiveMaxPool1d as AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d as AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d as AdaptiveMaxPool3d,
+    AdaptivePool as AdaptivePool,
+    AvgPool1d as AvgPool1d,
+    AvgPool2d as AvgPool2d,
+    AvgPool3d as AvgPool3d,
+    MaxPool1d as MaxPool1d,
+    MaxPool2d as MaxPool2d,
+    MaxPool3d as MaxPool3d,
+    Pool as Pool,
+)
 
 # -- stateful, normalisation, attention, rnn, shared: _stateful, _normalisation,
 #    _batch_norm, _spectral_norm, _weight_norm, _attention, _rnn, _shared --

@@ -1,0 +1,301 @@
+"""filter_jit dispatch benchmark: ecliptic vs Equinox vs Flax NNX vs raw `jax.jit`, side
+by side in one process.
+
+Run: `PYTHONPATH=src .venv/bin/python benchmarks/bench_dispatch.py [--quick]`.
+
+The floor is a raw `jax.jit` called on the same flat list of arrays (the model's
+leaves plus the inputs). Every figure is the median over repeated timed loops, per
+call, in microseconds; the ratio to the floor is in brackets. Two clocks: wall time
+(the loop ends by blocking on the last result) and the calling thread's CPU time
+(`time.thread_time`), which is the Python dispatch cost the caller pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+import optax
+from flax import nnx
+
+import ecliptic
+
+
+WIDTH = 32
+BATCH = 16
+
+
+# --- the same MLP in each library --------------------------------------------------
+
+
+def _weights(depth: int):
+    rng = np.random.default_rng(0)
+    return [
+        (
+            jnp.asarray(rng.normal(size=(WIDTH, WIDTH)) / WIDTH, jnp.float32),
+            jnp.asarray(rng.normal(size=(WIDTH,)) / WIDTH, jnp.float32),
+        )
+        for _ in range(depth)
+    ]
+
+
+def _module_mlp(lib, depth: int):
+    class Linear(lib.Module):
+        weight: jax.Array
+        bias: jax.Array
+
+        def __call__(self, x):
+            return self.weight @ x + self.bias
+
+    class MLP(lib.Module):
+        layers: list
+        activation: Callable = lib.field(static=True)
+
+        def __call__(self, x):
+            for layer in self.layers[:-1]:
+                x = self.activation(layer(x))
+            return self.layers[-1](x)
+
+    return MLP([Linear(w, b) for w, b in _weights(depth)], jax.nn.tanh)
+
+
+def _nnx_mlp(depth: int):
+    class MLP(nnx.Module):
+        def __init__(self):
+            layers = []
+            for w, b in _weights(depth):
+                lin = nnx.Linear(WIDTH, WIDTH, rngs=nnx.Rngs(0))
+                lin.kernel.value = w.T
+                lin.bias.value = b
+                layers.append(lin)
+            self.layers = nnx.List(layers)
+
+        def __call__(self, x):
+            for layer in self.layers[:-1]:
+                x = jax.nn.tanh(layer(x))
+            return self.layers[-1](x)
+
+    return MLP()
+
+
+# --- timing ------------------------------------------------------------------------
+
+
+def _timed(call: Callable[[], object], number: int, repeat: int) -> tuple[float, float]:
+    """Median (wall, thread CPU) microseconds per call of `call`."""
+    for _ in range(max(3, number // 10)):
+        out = call()
+    jax.block_until_ready(out)
+    walls, cpus = [], []
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), time.thread_time()
+        for _ in range(number):
+            out = call()
+        jax.block_until_ready(out)
+        walls.append((time.perf_counter() - w0) / number * 1e6)
+        cpus.append((time.thread_time() - c0) / number * 1e6)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def _forward_calls(depth: int):
+    x = jnp.ones(WIDTH)
+    ecl, eqm, nnm = (
+        _module_mlp(ecliptic, depth),
+        _module_mlp(eqx, depth),
+        _nnx_mlp(depth),
+    )
+    leaves, treedef = jtu.tree_flatten((ecl, x))
+    floor = jax.jit(
+        lambda flat: (lambda m, x: m(x))(*jtu.tree_unflatten(treedef, flat))
+    )
+    f_ecl = ecliptic.filter_jit(lambda m, x: m(x))
+    f_eqx = eqx.filter_jit(lambda m, x: m(x))
+    f_nnx = nnx.jit(lambda m, x: m(x))
+    return {
+        "floor": lambda: floor(leaves),
+        "ecliptic": lambda: f_ecl(ecl, x),
+        "equinox": lambda: f_eqx(eqm, x),
+        "nnx": lambda: f_nnx(nnm, x),
+    }
+
+
+def _loss(model, x, y):
+    return jnp.mean((jax.vmap(model)(x) - y) ** 2)
+
+
+def _train_step(model, opt_state, x, y, opt):
+    loss, grads = jax.value_and_grad(_loss)(model, x, y)
+    updates, opt_state = opt.update(grads, opt_state, model)
+    return optax.apply_updates(model, updates), opt_state, loss
+
+
+def _module_train(lib, depth, x, y, opt):
+    model = _module_mlp(lib, depth)
+    state = [model, opt.init(model)]
+    step = lib.filter_jit(lambda m, s, x, y: _train_step(m, s, x, y, opt))
+
+    def call():
+        state[0], state[1], loss = step(state[0], state[1], x, y)
+        return loss
+
+    return call
+
+
+def _floor_train(depth, x, y, opt):
+    model = _module_mlp(ecliptic, depth)
+    opt_state = opt.init(model)
+    m_leaves, m_def = jtu.tree_flatten(model)
+    s_leaves, s_def = jtu.tree_flatten(opt_state)
+
+    @jax.jit
+    def step(m_leaves, s_leaves, x, y):
+        m = jtu.tree_unflatten(m_def, m_leaves)
+        s = jtu.tree_unflatten(s_def, s_leaves)
+        m, s, loss = _train_step(m, s, x, y, opt)
+        return jtu.tree_leaves(m), jtu.tree_leaves(s), loss
+
+    state = [m_leaves, s_leaves]
+
+    def call():
+        state[0], state[1], loss = step(state[0], state[1], x, y)
+        return loss
+
+    return call
+
+
+def _nnx_train(depth, x, y, opt):
+    model = _nnx_mlp(depth)
+    optimizer = nnx.Optimizer(model, opt, wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer, x, y):
+        loss, grads = nnx.value_and_grad(_loss)(model, x, y)
+        optimizer.update(model, grads)
+        return loss
+
+    return lambda: step(model, optimizer, x, y)
+
+
+def _train_calls(depth: int):
+    x = jnp.ones((BATCH, WIDTH))
+    y = jnp.zeros((BATCH, WIDTH))
+    opt = optax.adam(1e-3)
+    return {
+        "floor": _floor_train(depth, x, y, opt),
+        "ecliptic": _module_train(ecliptic, depth, x, y, opt),
+        "equinox": _module_train(eqx, depth, x, y, opt),
+        "nnx": _nnx_train(depth, x, y, opt),
+    }
+
+
+def _chain(m):
+    for _ in range(8):
+        m = jnp.tanh(m @ m)
+    return m
+
+
+def _time_to_return(repeat: int) -> dict[str, float]:
+    m = jnp.ones((1024, 1024)) / 1024
+    fns = {
+        "floor": jax.jit(_chain),
+        "ecliptic": ecliptic.filter_jit(_chain),
+        "equinox": eqx.filter_jit(_chain),
+        "nnx": nnx.jit(_chain),
+    }
+    out = {}
+    for name, fn in fns.items():
+        jax.block_until_ready(fn(m))
+        samples = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            result = fn(m)
+            samples.append((time.perf_counter() - start) * 1e6)
+            jax.block_until_ready(result)
+        out[name] = statistics.median(samples)
+    return out
+
+
+def _first_call(repeat: int) -> dict[str, float]:
+    x = jnp.ones(WIDTH)
+    ecl, eqm, nnm = _module_mlp(ecliptic, 20), _module_mlp(eqx, 20), _nnx_mlp(20)
+    leaves, treedef = jtu.tree_flatten((ecl, x))
+    samples: dict[str, list[float]] = {
+        k: [] for k in ("floor", "ecliptic", "equinox", "nnx")
+    }
+    for _ in range(repeat):
+        # Fresh functions each round, so every library traces and compiles anew.
+        calls = {
+            "floor": (
+                jax.jit(lambda f: (lambda m, x: m(x))(*jtu.tree_unflatten(treedef, f))),
+                (leaves,),
+            ),
+            "ecliptic": (ecliptic.filter_jit(lambda m, x: m(x)), (ecl, x)),
+            "equinox": (eqx.filter_jit(lambda m, x: m(x)), (eqm, x)),
+            "nnx": (nnx.jit(lambda m, x: m(x)), (nnm, x)),
+        }
+        for name, (fn, args) in calls.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            samples[name].append((time.perf_counter() - start) * 1e6)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+# --- report ------------------------------------------------------------------------
+
+_COLUMNS = ("floor", "ecliptic", "equinox", "nnx")
+
+
+def _row(label: str, values: dict[str, float]) -> str:
+    floor = values["floor"]
+    cells = [f"{values['floor']:.1f}"]
+    cells += [f"{values[k]:.1f} ({values[k] / floor:.2f}x)" for k in _COLUMNS[1:]]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    opts = parser.parse_args()
+    repeat = 5 if opts.quick else 11
+    print(
+        f"jax {jax.__version__}, device {jax.devices()[0].device_kind}, "
+        f"equinox {eqx.__version__}, flax {__import__('flax').__version__}"
+    )
+    print("| row | jax.jit floor | ecliptic | Equinox | Flax NNX |")
+    print("|---|---|---|---|---|")
+    checks = []
+    for kind, make, number in (
+        ("forward", _forward_calls, 400),
+        ("train step", _train_calls, 200),
+    ):
+        for depth in (3, 20):
+            calls = make(depth)
+            wall, cpu = {}, {}
+            for name in _COLUMNS:
+                n = number if name != "equinox" else number // 4
+                wall[name], cpu[name] = _timed(calls[name], n, repeat)
+            label = f"{kind}, depth {depth}"
+            print(_row(f"{label}: wall us", wall))
+            print(_row(f"{label}: thread CPU us", cpu))
+            checks.append((f"{label} wall", wall["ecliptic"] / wall["floor"], 1.25))
+            checks.append((f"{label} CPU", cpu["ecliptic"] / cpu["floor"], 1.5))
+    ttr = _time_to_return(repeat)
+    print(_row("time to return, 8 x 1024^2 matmul chain: us", ttr))
+    checks.append(("time to return", ttr["ecliptic"] / ttr["floor"], 2.0))
+    first = _first_call(3 if opts.quick else 5)
+    print(_row("first call (trace + compile), depth 20: us", first))
+    print()
+    for label, ratio, target in checks:
+        status = "ok" if ratio <= target else "MISSED"
+        print(f"{label}: ecliptic {ratio:.2f}x floor (target <= {target}x) {status}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""Runtime checks that work under JIT: `error_if`, `branched_error_if`, and the two
+error classes they raise.
+
+How a failed check reaches the user:
+
+1. `branched_error_if` puts a `lax.cond` on the (batch-reduced) predicate into the
+   program; its true branch is a `jax.pure_callback` that raises
+   `EquinoxRuntimeError(msg)` on the host. If the returned value is unused the whole
+   check is dead code and XLA removes it.
+2. JAX turns the callback's exception into a `JaxRuntimeError` (or a `ValueError` on
+   CPU) whose text contains `ecliptic.EquinoxRuntimeError: <msg>`. That happens at
+   dispatch on CPU (programs with host callbacks run synchronously there) and at the
+   latest when the result is used or blocked on elsewhere.
+3. Where `filter_jit` sees that exception it re-raises a clean `EquinoxRuntimeError`
+   carrying the user's message (see `runtime_error_from`).
+
+The mode is chosen by `on_error=` or, by default, by the environment variable
+`ECLIPTIC_ON_ERROR` (or `EQX_ON_ERROR`), read once at import: `raise` (default),
+`nan`, `breakpoint` or `off`.
+"""
+
+import functools as ft
+import logging
+import os
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import jax
+import jax.core
+import jax.extend.core
+import jax.interpreters.batching as batching
+import jax.interpreters.mlir as mlir
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+from jaxtyping import ArrayLike, Bool, Int, PyTree
+
+from ._filters import is_array
+
+
+OnError = Literal["default", "raise", "breakpoint", "nan", "off"]
+_MODES = ("raise", "breakpoint", "nan", "off")
+
+
+class EquinoxRuntimeError(RuntimeError):
+    """Raised when an [`ecliptic.error_if`][] check fails at run time."""
+
+
+class EquinoxTracetimeError(RuntimeError):
+    """Raised when an [`ecliptic.error_if`][] predicate is known to be `True` while
+    tracing (so the error is certain before anything runs)."""
+
+
+EquinoxRuntimeError.__module__ = "ecliptic"
+EquinoxTracetimeError.__module__ = "ecliptic"
+
+
+def _read_mode() -> str:
+    for var in ("ECLIPTIC_ON_ERROR", "EQX_ON_ERROR"):
+        value = os.environ.get(var)
+        if value is not None:
+            if value not in _MODES:
+                raise ValueError(
+                    f"Environment variable {var} must be one of 'raise', 'breakpoint', "
+                    f"'nan' or 'off', but got {value!r}. Fix: set e.g. {var}=raise."
+                )
+            return value
+    return "raise"
+
+
+ON_ERROR: str = _read_mode()
+BREAKPOINT_FRAMES = int(os.environ.get("EQX_ON_ERROR_BREAKPOINT_FRAMES", "1"))
+if ON_ERROR == "breakpoint":
+    warnings.warn(
+        "ECLIPTIC_ON_ERROR/EQX_ON_ERROR=breakpoint is set: failed `error_if` checks "
+        "open a debugger. This slows programs down; use it for debugging only.",
+        stacklevel=2,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Batch reductions that ignore vmap: under `vmap` they reduce over the batch too and
+# return an unbatched scalar, so `lax.cond` stays a real branch.
+
+
+def _make_unvmap(name: str, reduce):
+    prim = jax.extend.core.Primitive(name)
+
+    def abstract_eval(x):
+        dtype = jnp.bool_ if name.endswith("any") else x.dtype
+        return jax.core.ShapedArray((), dtype)
+
+    def batch(args, dims):
+        del dims
+        return prim.bind(args[0]), None
+
+    prim.def_impl(reduce)
+    prim.def_abstract_eval(abstract_eval)
+    batching.primitive_batchers[prim] = batch
+    mlir.register_lowering(prim, mlir.lower_fun(reduce, multiple_results=False))
+    return prim
+
+
+_unvmap_any_p = _make_unvmap("ecliptic_unvmap_any", lambda x: jnp.any(x))
+_unvmap_max_p = _make_unvmap("ecliptic_unvmap_max", lambda x: jnp.max(x))
+
+
+# ---------------------------------------------------------------------------
+# Turning JAX's wrapped exception back into the user's message.
+
+_last_failure: tuple[str, str] | None = None
+_MARKER = "EquinoxRuntimeError: "
+_HELP = """
+
+-------------------
+An `error_if` check failed while the JAX program ran ({where}).
+To debug: set ECLIPTIC_ON_ERROR=breakpoint (or EQX_ON_ERROR=breakpoint) to open a
+debugger at the failure, or JAX_DISABLE_JIT=1 to run the program eagerly."""
+
+
+def runtime_error_from(exc: BaseException) -> EquinoxRuntimeError | None:
+    """If `exc` is JAX's wrapping of a failed `error_if` check, returns the clean
+    `EquinoxRuntimeError` to raise instead; otherwise `None`."""
+    text = str(exc)
+    if _MARKER not in text:
+        return None
+    if _last_failure is not None and _last_failure[0] in text:
+        msg, where = _last_failure
+    else:
+        match = re.search(r"EquinoxRuntimeError: (.*)", text)
+        msg, where = (match.group(1) if match else text), "location unknown"
+    return EquinoxRuntimeError(msg + _HELP.format(where=where))
+
+
+class _QuietCallbackFailures(logging.Filter):
+    """JAX logs every failed callback with a traceback; a failed `error_if` is an
+    expected outcome that is reported by the exception, so drop those records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, EquinoxRuntimeError)
+
+
+logging.getLogger("jax._src.callback").addFilter(_QuietCallbackFailures())
+
+
+def _call_site() -> str:
+    """`file:line` of the innermost frame outside ecliptic and JAX."""
+    here = os.path.dirname(__file__)
+    frame = sys._getframe(1)
+    while frame is not None:
+        file = frame.f_code.co_filename
+        if not file.startswith(here) and f"{os.sep}jax{os.sep}" not in file:
+            return f"error_if called at {file}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "location unknown"
+
+
+# ---------------------------------------------------------------------------
+# The check itself.
+
+
+def _nan_like(x):
+    dtype = np.result_type(x)
+    if np.issubdtype(dtype, np.inexact):
+        fill = np.nan
+    elif np.issubdtype(dtype, np.integer):
+        fill = np.iinfo(dtype).max
+    elif np.issubdtype(dtype, np.bool_):
+        fill = True
+    else:
+        return x
+    return jnp.full(jnp.shape(x), fill, dtype)
+
+
+def _failure_branch(leaves, index, msgs, mode, where):
+    structs = [jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)) for x in leaves]
+
+    def raise_msg(i):
+        global _last_failure
+        msg = msgs[int(i)]
+        _last_failure = (msg, where)
+        raise EquinoxRuntimeError(msg)
+
+    def show_msg(i):
+        print(f"ecliptic.EquinoxRuntimeError: {msgs[int(i)]} ({where})")
+
+    if mode == "raise":
+        return lambda: jax.pure_callback(
+            raise_msg, structs, index, vmap_method="broadcast_all"
+        )
+
+    def breakpoint_branch():
+        jax.debug.callback(show_msg, index)
+        jax.debug.breakpoint(num_frames=BREAKPOINT_FRAMES)
+        return [_nan_like(x) for x in leaves]
+
+    return breakpoint_branch
+
+
+def _checked(leaves, pred, index, msgs, mode, where):
+    @jax.custom_jvp
+    def check(leaves, pred, index):
+        if mode == "nan":
+            return jax.lax.cond(
+                pred, lambda: [_nan_like(x) for x in leaves], lambda: list(leaves)
+            )
+        branch = _failure_branch(leaves, index, msgs, mode, where)
+        return jax.lax.cond(pred, branch, lambda: list(leaves))
+
+    @check.defjvp
+    def check_jvp(primals, tangents):
+        # The check sits outside AD: tangents pass through untouched.
+        return check(*primals), list(tangents[0])
+
+    return check(list(leaves), pred, index)
+
+
+def _static_outcome(x, pred, index, msgs, mode):
+    """Resolves a predicate known while tracing. Returns `x` (no error), raises, or
+    returns `None` when the check must happen at run time."""
+    if isinstance(pred, jax.core.Tracer):
+        return None
+    if not bool(pred):
+        return x
+    if isinstance(index, jax.core.Tracer):
+        return None
+    msg = msgs[int(index)]
+    if mode == "raise":
+        raise EquinoxTracetimeError(msg)
+    if mode == "nan":
+        warnings.warn(
+            f"error_if: the predicate is True while tracing, so NaNs replace the "
+            f"value now (on_error='nan'). Message: {msg}",
+            stacklevel=4,
+        )
+        return jtu.tree_map(lambda a: _nan_like(a) if is_array(a) else a, x)
+    if mode == "breakpoint":
+        print(f"ecliptic.EquinoxTracetimeError: {msg}")
+        breakpoint()
+    return x
+
+
+def _branched_error_if_impl(x, pred, index, msgs, *, on_error, where):
+    mode = ON_ERROR if on_error == "default" else on_error
+    if mode == "off":
+        return x
+    with jax.ensure_compile_time_eval():
+        if not isinstance(pred, bool):
+            pred = _unvmap_any_p.bind(jnp.asarray(pred))
+        if not isinstance(index, int):
+            index = _unvmap_max_p.bind(jnp.asarray(index))
+        done = _static_outcome(x, pred, index, msgs, mode)
+    if done is not None:
+        return done
+    leaves, treedef = jtu.tree_flatten(x)
+    positions = [i for i, leaf in enumerate(leaves) if is_array(leaf)]
+    checked = _checked([leaves[i] for i in positions], pred, index, msgs, mode, where)
+    for i, new in zip(positions, checked, strict=True):
+        leaves[i] = new
+    return jtu.tree_unflatten(treedef, leaves)
+
+
+@ft.cache
+def _impl_jit():
+    from ._jit import filter_jit
+
+    return filter_jit(_branched_error_if_impl)
+
+
+def _validate(x, msgs, on_error) -> None:
+    if on_error != "default" and on_error not in _MODES:
+        raise ValueError(
+            "error_if expected `on_error` to be one of 'default', 'raise', "
+            f"'breakpoint', 'nan' or 'off', but got {on_error!r}. Fix: pass e.g. "
+            "on_error='raise', or leave it out to use ECLIPTIC_ON_ERROR."
+        )
+    for m in msgs:
+        if not isinstance(m, str):
+            raise TypeError(
+                f"error_if expected each message to be a str, but got "
+                f"{type(m).__name__} {m!r}. Fix: pass the message as a string."
+            )
+    if not any(is_array(leaf) for leaf in jtu.tree_leaves(x)):
+        raise ValueError(
+            "error_if expected `x` to contain at least one array (the check is "
+            f"attached to it), but got a PyTree with no arrays: {x!r}. Fix: pass an "
+            "array that the following computation uses, e.g. `x = error_if(x, ...)`."
+        )
+
+
+def error_if(
+    x: PyTree,
+    pred: Bool[ArrayLike, "..."],
+    msg: str,
+    *,
+    on_error: OnError = "default",
+) -> PyTree:
+    """Raises an error at run time if `pred` is `True`. Works under `jit`, `vmap` and
+    `grad`.
+
+    **Arguments:**
+
+    - `x`: any PyTree containing at least one array; returned unchanged. The check
+        runs after `x` is computed and before the returned value is used: **if the
+        returned value is unused, the check is removed** (dead code elimination).
+    - `pred`: a boolean, or boolean array of any shape `(...)`; the error fires if any
+        element is `True` (under `vmap`: in any batch element).
+    - `msg`: the error message.
+    - `on_error`: `"raise"`, `"nan"` (return NaNs instead), `"breakpoint"` (open a
+        debugger), `"off"`, or `"default"` to use the environment variable
+        `ECLIPTIC_ON_ERROR` / `EQX_ON_ERROR` (read at import; default `raise`).
+
+    **Returns:** `x`, unchanged.
+
+    A failed check surfaces as [`ecliptic.EquinoxRuntimeError`][] carrying `msg` where
+    [`ecliptic.filter_jit`][] sees it; under a plain `jax.jit` JAX's own runtime error
+    carries `msg`. A predicate known to be `True` while tracing raises
+    [`ecliptic.EquinoxTracetimeError`][] immediately.
+    """
+    return branched_error_if(x, pred, 0, [msg], on_error=on_error)
+
+
+def branched_error_if(
+    x: PyTree,
+    pred: Bool[ArrayLike, "..."],
+    index: Int[ArrayLike, "..."],
+    msgs: Sequence[str],
+    *,
+    on_error: OnError = "default",
+) -> PyTree:
+    """As [`ecliptic.error_if`][], with the message chosen at run time.
+
+    **Arguments:**
+
+    - `x`: as for `error_if`.
+    - `pred`: as for `error_if`, shape `(...)`.
+    - `index`: integer, shape `(...)`: which of `msgs` to raise (under `vmap`, the
+        largest index across the batch).
+    - `msgs`: a sequence of strings.
+    - `on_error`: as for `error_if`.
+
+    **Returns:** `x`, unchanged.
+    """
+    msgs = tuple(msgs)
+    _validate(x, msgs, on_error)
+    where = _call_site()
+    return _impl_jit()(x, pred, index, msgs, on_error=on_error, where=where)

@@ -1,0 +1,496 @@
+"""`filter_jit`: `jax.jit` for arbitrary PyTrees, with a thin dispatch path.
+
+Array leaves (`ecliptic.is_array`) are traced; every other leaf is static (hashed and
+compared). Per call the wrapper does:
+
+1. bind the arguments to the signature (skipped when only the expected number of
+   positional arguments is passed);
+2. flatten `(args, kwargs)` once and take the tuple of leaf *types*;
+3. look up a slot keyed on `(treedef, types)`. The slot knows which positions hold
+   arrays (the mask depends only on the types), so static leaves and arrays are
+   picked out with C-level `itemgetter`s; when there are static leaves, a second dict
+   keyed on their values picks the compiled entry;
+4. call a `jax.jit` of a function of the flat array lists only, so JAX's C++ fast
+   path does the rest. Non-array outputs come back through pytree nodes whose
+   *unflatten* returns the stored value, so JAX rebuilds the user's output in one
+   pass and there is no Python post-processing.
+
+Nothing blocks: the call returns as soon as `jax.jit` would. A failed
+`ecliptic.error_if` that JAX reports to this call is re-raised as
+`ecliptic.EquinoxRuntimeError` with the user's message.
+"""
+
+from __future__ import annotations
+
+import functools as ft
+import inspect
+import types
+import warnings
+from collections.abc import Callable
+from operator import itemgetter
+from typing import Any, Literal, overload, TypeVar
+
+import jax
+import jax.tree_util as jtu
+import numpy as np
+
+from ._caches import register_cache_clear
+from ._errors import runtime_error_from
+from ._filters import is_array
+from ._module import field, Module, module_update_wrapper, Partial
+
+
+_T = TypeVar("_T")
+Donate = Literal["all", "all-except-first", "warn", "warn-except-first", "none"]
+
+_JaxRuntimeError = jax.errors.JaxRuntimeError
+_ARRAY_CLASSES = (jax.Array, np.ndarray, np.generic)
+_FORBIDDEN = ("static_argnums", "static_argnames", "donate_argnums")
+_FORBIDDEN_SHARDINGS = ("in_shardings", "out_shardings")
+_REMOVED = ("default", "fn", "args", "kwargs", "out")
+# (donate first-argument arrays, donate the other arrays, silence unusable-buffer
+# warnings)
+_DONATE_MODES = {
+    "all": (True, True, True),
+    "all-except-first": (False, True, True),
+    "warn": (True, True, False),
+    "warn-except-first": (False, True, False),
+    "none": (False, False, False),
+}
+
+
+class _StaticOut:
+    """Carries a non-array output through `jax.jit`: a pytree node with no children
+    whose unflatten returns the stored value itself."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+jtu.register_pytree_node(_StaticOut, lambda s: ((), s.value), lambda value, _: value)
+
+
+def _wrap_output(leaf: Any) -> Any:
+    return leaf if is_array(leaf) else _StaticOut(leaf)
+
+
+def _rebuild(treedef, static: tuple | None, arrays) -> Any:
+    if static is None:
+        return jtu.tree_unflatten(treedef, arrays)
+    it = iter(arrays)
+    leaves = [next(it) if s is None else s for s in static]
+    return jtu.tree_unflatten(treedef, leaves)
+
+
+def _getter(positions: list[int]) -> Callable[[list], tuple]:
+    if len(positions) == 0:
+        return lambda leaves: ()
+    if len(positions) == 1:
+        (i,) = positions
+        return lambda leaves: (leaves[i],)
+    return itemgetter(*positions)
+
+
+def _path_str(path) -> str:
+    head, *rest = path
+    name = "args" if head.idx == 0 else "kwargs"
+    return name + jtu.keystr(tuple(rest))
+
+
+def _unhashable_error(tree: Any, where: str) -> ValueError:
+    for path, leaf in jtu.tree_flatten_with_path(tree)[0]:
+        if is_array(leaf):
+            continue
+        try:
+            hash(leaf)
+        except TypeError:
+            name = _path_str(path) if where == "arguments" else "fun" + jtu.keystr(path)
+            return ValueError(
+                f"Non-hashable static arguments are not supported. filter_jit "
+                f"treats every non-array leaf as static, so it must be hashable, but "
+                f"`{name}` is an unhashable {type(leaf).__name__}: {leaf!r}. Fix: "
+                "turn it into an array (jnp.asarray), make it hashable (e.g. a tuple "
+                "instead of a list inside a custom object), or close over it."
+            )
+    return ValueError(f"Non-hashable static arguments are not supported ({where}).")
+
+
+class _Slot:
+    """What is known for one `(treedef, leaf types)`: where the arrays are, and the
+    compiled entries by static-leaf values."""
+
+    __slots__ = (
+        "types",
+        "mask",
+        "static_get",
+        "dyn_get",
+        "n_first",
+        "entry",
+        "by_static",
+    )
+
+    def __init__(self, types: tuple, mask: list[bool], n_first: int):
+        statics = [i for i, m in enumerate(mask) if not m]
+        self.types = types
+        self.mask = mask
+        self.static_get = _getter(statics) if statics else None
+        self.dyn_get = _getter([i for i, m in enumerate(mask) if m])
+        self.n_first = n_first
+        self.entry = None
+        self.by_static: dict = {}
+
+
+# Dispatch tables shared by every wrapper of the same function (same static parts,
+# same donation and jit options), so `filter_jit(f)(x)` in a loop compiles once.
+_TABLES: dict[Any, dict] = {}
+_MAX_TABLES = 4096
+_MAX_SLOTS = 4096
+
+
+def _clear_tables() -> None:
+    for table in _TABLES.values():
+        table.clear()
+    _TABLES.clear()
+
+
+register_cache_clear(_clear_tables)
+
+
+def _table_for(key: Any) -> dict:
+    try:
+        table = _TABLES.get(key)
+    except TypeError:  # unhashable jit options: a private table
+        return {}
+    if table is None:
+        if len(_TABLES) >= _MAX_TABLES:
+            _TABLES.pop(next(iter(_TABLES)))
+        table = _TABLES[key] = {}
+    return table
+
+
+class _MagicMethod(Module):
+    """`model.__call__` (and other bound methods of a PyTree) as a PyTree, so that
+    `filter_jit(model.__call__)` traces the weights instead of baking them in."""
+
+    obj: Any
+    func: Callable = field(static=True)
+
+    def __call__(self, *args, **kwargs):
+        return self.func(self.obj, *args, **kwargs)
+
+
+def _as_pytree_fun(fun: Callable) -> Callable:
+    if isinstance(fun, types.MethodType):
+        owner = fun.__self__
+        if not isinstance(owner, type) and not jtu.treedef_is_leaf(
+            jtu.tree_structure(owner)
+        ):
+            return _MagicMethod(owner, fun.__func__)
+    return fun
+
+
+def _positional_count(sig: inspect.Signature | None) -> int:
+    """How many positional arguments can skip `signature.bind` (-1: never)."""
+    if sig is None:
+        return -1
+    count = 0
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            return -1
+        if p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            return -1
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+class _Dispatcher:
+    """Everything static about one `filter_jit` wrapper, and its hot path."""
+
+    def __init__(self, fun: Callable, donate: str, jitkwargs: dict):
+        try:
+            self.sig: inspect.Signature | None = inspect.signature(fun)
+        except (TypeError, ValueError):
+            self.sig = None
+        self.npos = _positional_count(self.sig)
+        self.name = getattr(fun, "__name__", type(fun).__name__)
+        self.qualname = getattr(fun, "__qualname__", self.name)
+        tree_fun = _as_pytree_fun(fun)
+        leaves, self.fun_treedef = jtu.tree_flatten(tree_fun)
+        self.fun_static = tuple(None if is_array(x) else x for x in leaves)
+        self.fun_arrays = [x for x in leaves if is_array(x)]
+        first, rest, self.quiet = _DONATE_MODES[donate]
+        self.split = first != rest
+        if self.split:
+            self.donate_argnums: tuple[int, ...] = (0, 2)
+        else:
+            self.donate_argnums = (0, 1) if first else ()
+        self.jitkwargs = jitkwargs
+        jit_key = (donate, tuple(sorted(jitkwargs.items())))
+        try:
+            hash((self.fun_treedef, self.fun_static))
+        except TypeError:
+            raise _unhashable_error(tree_fun, "fun") from None
+        self.table = _table_for((self.fun_treedef, self.fun_static, jit_key))
+
+    def rebuild_fun(self, fun_arrays) -> Any:
+        fun = _rebuild(self.fun_treedef, self.fun_static, fun_arrays)
+        if isinstance(fun, _MagicMethod):
+            return types.MethodType(fun.func, fun.obj)
+        return fun
+
+    def bind(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if self.sig is None:
+            return args, kwargs
+        bound = self.sig.bind(*args, **kwargs)
+        return bound.args, bound.kwargs
+
+    def call(self, fun_arrays, args: tuple, kwargs: dict) -> Any:
+        if kwargs or len(args) != self.npos:
+            args, kwargs = self.bind(args, kwargs)
+        leaves, treedef = jtu.tree_flatten([args, kwargs] if kwargs else args)
+        types = tuple(map(type, leaves))
+        slot = self.table.get(treedef)
+        if slot is not None and slot.types != types:
+            slot = self.table.get((treedef, types))
+        entry = None
+        if slot is not None:
+            if slot.static_get is None:
+                entry = slot.entry
+                dyn = leaves
+            else:
+                try:
+                    entry = slot.by_static.get(slot.static_get(leaves))
+                except TypeError:
+                    entry = None
+                dyn = slot.dyn_get(leaves)
+        if entry is None:
+            entry, dyn, slot = self.resolve(args, kwargs, leaves, treedef)
+        try:
+            if self.quiet:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings(
+                        "ignore", message="Some donated buffers were not usable"
+                    )
+                    return self.invoke(entry, fun_arrays, dyn, slot.n_first)
+            if self.split:
+                k = slot.n_first
+                return entry(fun_arrays, dyn[:k], dyn[k:])
+            return entry(fun_arrays, dyn)
+        except (_JaxRuntimeError, ValueError) as e:
+            err = runtime_error_from(e)
+            if err is None:
+                raise
+            raise err from None
+
+    def invoke(self, entry, fun_arrays, dyn, k: int) -> Any:
+        if self.split:
+            return entry(fun_arrays, dyn[:k], dyn[k:])
+        return entry(fun_arrays, dyn)
+
+    def lookup(self, args: tuple, kwargs: dict):
+        args, kwargs = self.bind(args, kwargs)
+        leaves, treedef = jtu.tree_flatten([args, kwargs] if kwargs else args)
+        return self.resolve(args, kwargs, leaves, treedef)
+
+    def lower(self, fun_arrays, args: tuple, kwargs: dict) -> Lowered:
+        entry, dyn, slot = self.lookup(args, kwargs)
+        lower = ft.partial(self.invoke, entry.lower, fun_arrays, dyn, slot.n_first)
+        if self.quiet:
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message="Some donated buffers were not usable"
+                )
+                return Lowered(lower(), self, fun_arrays, entry)
+        return Lowered(lower(), self, fun_arrays, entry)
+
+    def resolve(self, args, kwargs, leaves, treedef):
+        """Slow path: classify leaves, build the slot and the compiled entry."""
+        types = tuple(map(type, leaves))
+        slot = self.table.get(treedef)
+        if slot is None or slot.types != types:
+            slot = self.table.get((treedef, types))
+        if slot is None:
+            mask = [isinstance(x, _ARRAY_CLASSES) for x in leaves]
+            n_first_leaves = jtu.tree_structure(args[0]).num_leaves if args else 0
+            slot = _Slot(types, mask, sum(mask[:n_first_leaves]))
+            if len(self.table) >= _MAX_SLOTS:
+                self.table.pop(next(iter(self.table)))
+            # The first type pattern seen for a treedef is keyed by the treedef alone.
+            self.table[(treedef, types) if treedef in self.table else treedef] = slot
+        has_kwargs = bool(kwargs)
+        if slot.static_get is None:
+            if slot.entry is None:
+                slot.entry = self.make_entry(treedef, None, has_kwargs)
+            return slot.entry, leaves, slot
+        statics = slot.static_get(leaves)
+        try:
+            entry = slot.by_static.get(statics)
+        except TypeError:
+            raise _unhashable_error((args, kwargs), "arguments") from None
+        if entry is None:
+            static = tuple(
+                None if m else x for x, m in zip(leaves, slot.mask, strict=True)
+            )
+            entry = self.make_entry(treedef, static, has_kwargs)
+            slot.by_static[statics] = entry
+        return entry, slot.dyn_get(leaves), slot
+
+    def make_entry(self, in_treedef, in_static: tuple | None, has_kwargs: bool):
+        fun_treedef, fun_static = self.fun_treedef, self.fun_static
+
+        def flat_fun(fun_arrays, *arrays):
+            fun = _rebuild(fun_treedef, fun_static, fun_arrays)
+            dyn = arrays[0] if len(arrays) == 1 else (*arrays[0], *arrays[1])
+            tree = _rebuild(in_treedef, in_static, dyn)
+            args, kwargs = tree if has_kwargs else (tree, {})
+            out = fun(*args, **kwargs)
+            return jtu.tree_map(_wrap_output, out)
+
+        flat_fun.__name__ = self.name
+        flat_fun.__qualname__ = self.qualname
+        return jax.jit(flat_fun, donate_argnums=self.donate_argnums, **self.jitkwargs)
+
+
+class Compiled:
+    """A compiled `filter_jit` function for one argument structure: call it with
+    arguments of the same structure, shapes, dtypes and static values."""
+
+    def __init__(self, compiled, dispatch: _Dispatcher, fun_arrays, entry):
+        self._compiled = compiled
+        self._dispatch = dispatch
+        self._fun_arrays = fun_arrays
+        self._entry = entry
+
+    def as_text(self) -> str:
+        return self._compiled.as_text()
+
+    def __call__(self, *args, **kwargs) -> Any:
+        entry, dyn, slot = self._dispatch.lookup(args, kwargs)
+        if entry is not self._entry:
+            raise TypeError(
+                f"This compiled `{self._dispatch.name}` was lowered for other static "
+                "arguments or another argument structure than the ones given now. "
+                "Fix: call `.lower(...)` again with these arguments, or call the "
+                "`filter_jit` function directly."
+            )
+        return self._dispatch.invoke(
+            self._compiled, self._fun_arrays, dyn, slot.n_first
+        )
+
+
+class Lowered:
+    """The result of `filter_jit(f).lower(*args, **kwargs)`."""
+
+    def __init__(self, lowered, dispatch: _Dispatcher, fun_arrays, entry):
+        self._lowered = lowered
+        self._dispatch = dispatch
+        self._fun_arrays = fun_arrays
+        self._entry = entry
+
+    def as_text(self) -> str:
+        """The lowered program (StableHLO) as text."""
+        return self._lowered.as_text()
+
+    def compile(self) -> Compiled:
+        """Compiles the lowered program; returns a callable."""
+        compiled = self._lowered.compile()
+        return Compiled(compiled, self._dispatch, self._fun_arrays, self._entry)
+
+
+class _JitWrapper(Module):
+    fn: str = field(static=True)
+    _dynamic_fun: list = field(repr=False)
+    _dispatch: _Dispatcher = field(static=True, repr=False)
+
+    @property
+    def __wrapped__(self):
+        return self._dispatch.rebuild_fun(self._dynamic_fun)
+
+    def __call__(self, /, *args, **kwargs):
+        return self._dispatch.call(self._dynamic_fun, args, kwargs)
+
+    def lower(self, /, *args, **kwargs) -> Lowered:
+        """Lowers for these arguments without running; see [`Lowered`][]."""
+        return self._dispatch.lower(self._dynamic_fun, args, kwargs)
+
+    def __get__(self, instance, owner):
+        del owner
+        if instance is None:
+            return self
+        return Partial(self, instance)
+
+
+def _check_jitkwargs(jitkwargs: dict) -> None:
+    for name in _REMOVED:
+        if name in jitkwargs:
+            raise ValueError(
+                f"filter_jit no longer accepts `{name}=` (removed in Equinox 0.10). "
+                "Array leaves are traced and all other leaves are static; to hold an "
+                "array static, close over it or wrap it in a non-array object."
+            )
+    for name in _FORBIDDEN + _FORBIDDEN_SHARDINGS:
+        if name in jitkwargs:
+            raise ValueError(
+                f"filter_jit does not accept `{name}=`: it decides what is static "
+                "(non-arrays) and traced (arrays) itself, and donation is set with "
+                "`donate=`. Fix: remove it; pass static values as non-array "
+                "arguments, or shard arrays with `ecliptic.filter_shard`."
+            )
+
+
+@overload
+def filter_jit(
+    *, donate: Donate = "none", **jitkwargs
+) -> Callable[[Callable[..., _T]], Callable[..., _T]]: ...
+
+
+@overload
+def filter_jit(
+    fun: Callable[..., _T], *, donate: Donate = "none", **jitkwargs
+) -> Callable[..., _T]: ...
+
+
+def filter_jit(fun=None, *, donate: Donate = "none", **jitkwargs):
+    """`jax.jit` for any function of any PyTrees: every array leaf
+    ([`ecliptic.is_array`][]) is traced, every other leaf is static (hashed and
+    compared; a new value recompiles).
+
+    **Arguments:**
+
+    - `fun`: the function to compile. It may itself be a PyTree (a Module, a
+        `Partial`, `model.__call__`): its arrays are traced too. Usable as
+        `@filter_jit` or `@filter_jit(donate=...)`.
+    - `donate`: which argument buffers XLA may reuse: `"all"`, `"all-except-first"`
+        (everything except the first argument's arrays), `"warn"` /
+        `"warn-except-first"` (the same, without silencing JAX's "donated buffers
+        were not usable" warning), or `"none"` (default).
+    - `**jitkwargs`: passed to `jax.jit` (not `static_argnums`, `static_argnames`,
+        `donate_argnums`, `in_shardings` or `out_shardings`).
+
+    **Returns:** the compiled function (a Module). Non-array outputs are returned as
+    they are. It has `.lower(*args, **kwargs)`, and it does not block: it returns as
+    soon as `jax.jit` does. A failed [`ecliptic.error_if`][] raises
+    [`ecliptic.EquinoxRuntimeError`][] with its message.
+    """
+    if fun is None:
+        return ft.partial(filter_jit, donate=donate, **jitkwargs)
+    _check_jitkwargs(jitkwargs)
+    if donate not in _DONATE_MODES:
+        raise ValueError(
+            "filter_jit expected `donate` to be one of 'all', 'all-except-first', "
+            f"'warn', 'warn-except-first' or 'none', but got {donate!r}. Fix: pass "
+            "one of those, e.g. donate='all'."
+        )
+    if not callable(fun):
+        raise TypeError(
+            f"filter_jit expected a callable, but got {type(fun).__name__} {fun!r}. "
+            "Fix: pass the function itself: `filter_jit(f)`, not `filter_jit(f())`."
+        )
+    dispatch = _Dispatcher(fun, donate, jitkwargs)
+    wrapper = _JitWrapper(
+        fn=dispatch.name, _dynamic_fun=dispatch.fun_arrays, _dispatch=dispatch
+    )
+    return module_update_wrapper(wrapper)

@@ -1,0 +1,493 @@
+"""`tree_at`: replace nodes of a PyTree, selected by a `where` function.
+
+How the selected nodes are found, with no Python work per node of the tree:
+
+1. Flatten `pytree` once (C++), with the user's `is_leaf`.
+2. Look up the *skeleton* of that treedef: the same tree with every leaf replaced by a
+   distinct `_LeafWrapper(index)`. It depends only on the treedef, so it is built once
+   (one C++ unflatten) and cached.
+3. Call `where` on the skeleton. A selected leaf comes back as a wrapper naming its
+   index in the flat list. A selected subtree is found by identity in the skeleton,
+   whose composite nodes are all distinct objects (its node table is built lazily,
+   once per treedef).
+4. Call `where` on `pytree` too and check that both calls selected the same places
+   (so `where` used the structure only, not the leaves' types or values).
+5. Edit. A tree made only of immutable nodes (tuples, Modules) is edited by rebuilding
+   the nodes on the path from the root to each selected node: two C++ calls per
+   level, with the rest of the tree shared. Other trees (lists and dicts can be
+   mutated, so nothing may be shared) are unflattened whole from the edited leaves.
+
+Empty tuples are the one node CPython shares (`() is ()`), so a tree holding them is
+flattened with empty tuples as leaves, which makes each one addressable. `None` is
+shared too: selecting it works when it occurs once, and otherwise needs
+`is_leaf=lambda x: x is None`.
+"""
+
+from __future__ import annotations
+
+import linecache
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax.tree_util as jtu
+
+from ._module import Module
+
+
+PyTree = Any
+PyTreeDef = Any
+Path = list  # of (one-level treedef, child position), from the root down
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+class _LeafWrapper:
+    """Stands in for leaf number `index` of the flattened `pytree`."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"<leaf {self.index}>"
+
+
+def _is_empty_tuple(x: Any) -> bool:
+    return type(x) is tuple and len(x) == 0
+
+
+def _one_level(node: Any) -> tuple[list[Any], PyTreeDef]:
+    return jtu.tree_flatten(node, is_leaf=lambda x: x is not node)
+
+
+class _Skeleton:
+    """The tree of a treedef with distinct `_LeafWrapper`s as its leaves."""
+
+    __slots__ = ("wrapped", "has_empty_tuple", "immutable", "_nodes", "_leaf_paths")
+
+    def __init__(self, treedef: PyTreeDef):
+        self.wrapped = treedef.unflatten(
+            [_LeafWrapper(i) for i in range(treedef.num_leaves)]
+        )
+        self.has_empty_tuple, self.immutable = _scan_treedef(treedef)
+        self._nodes: dict[int, list] | None = None
+        self._leaf_paths: dict[int, Path] = {}
+
+    def _node_entry(self, node: Any) -> list | None:
+        if self._nodes is None:
+            self._nodes = _composite_nodes(self.wrapped)
+        entry = self._nodes.get(id(node))
+        return None if entry is None or entry[0] is not node else entry
+
+    def node_count(self, node: Any) -> int:
+        """How many times the composite node `node` occurs in the skeleton."""
+        entry = self._node_entry(node)
+        return 0 if entry is None else entry[1]
+
+    def path_of(self, node: Any) -> Path:
+        """The path from the root to `node` (a wrapper, or a composite node)."""
+        if not isinstance(node, _LeafWrapper):
+            entry = self._node_entry(node)
+            if entry is None:  # unreachable: callers check `node_count` first
+                raise AssertionError(node)
+            return entry[2]
+        index = node.index
+        path = self._leaf_paths.get(index)
+        if path is None:
+            path = []
+            here = self.wrapped
+            while not isinstance(here, _LeafWrapper):
+                children, one_level = _one_level(here)
+                pos = _child_holding(children, index)
+                path.append((one_level, pos))
+                here = children[pos]
+            self._leaf_paths[index] = path
+        return path
+
+
+def _child_holding(children: list[Any], index: int) -> int:
+    for pos, child in enumerate(children):
+        wrappers = jtu.tree_leaves(child)
+        if wrappers and wrappers[0].index <= index <= wrappers[-1].index:
+            return pos
+    raise AssertionError(index)  # unreachable: every leaf index is in some child
+
+
+def _scan_treedef(treedef: PyTreeDef) -> tuple[bool, bool]:
+    """Whether the treedef holds an empty tuple, and whether all its nodes are
+    immutable (tuples, namedtuples, `None`, Modules)."""
+    has_empty_tuple, immutable = False, True
+    stack = [treedef]
+    while stack:
+        node = stack.pop()
+        data = node.node_data()
+        if data is None:
+            continue  # a leaf
+        kind = data[0]
+        if kind is tuple and node.num_nodes == 1:
+            has_empty_tuple = True
+        if not (issubclass(kind, (tuple, Module)) or kind is type(None)):
+            immutable = False
+        stack.extend(node.children())
+    return has_empty_tuple, immutable
+
+
+def _composite_nodes(tree: Any) -> dict[int, list]:
+    """id -> [node, occurrences, path] for every non-leaf node of the skeleton."""
+    nodes: dict[int, list] = {}
+    stack: list[tuple[Any, Path]] = [(tree, [])]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _LeafWrapper):
+            continue
+        entry = nodes.get(id(node))
+        if entry is not None:
+            entry[1] += 1  # only shared singletons (`None`) get here
+            continue
+        nodes[id(node)] = [node, 1, path]
+        children, one_level = _one_level(node)
+        for pos, child in enumerate(children):
+            stack.append((child, [*path, (one_level, pos)]))
+    return nodes
+
+
+_SKELETONS: dict[Any, _Skeleton] = {}
+_MAX_SKELETONS = 256
+
+
+def _skeleton(treedef: PyTreeDef) -> _Skeleton:
+    try:
+        skeleton = _SKELETONS.get(treedef)
+    except TypeError:  # unhashable node data: no caching
+        return _Skeleton(treedef)
+    if skeleton is None:
+        skeleton = _Skeleton(treedef)
+        if len(_SKELETONS) >= _MAX_SKELETONS:
+            del _SKELETONS[next(iter(_SKELETONS))]
+        _SKELETONS[treedef] = skeleton
+    return skeleton
+
+
+#
+# Error messages: they show the failing call and a corrected one.
+#
+
+
+def _source_of(fn: Any) -> str:
+    """A one-line lambda as written (`lambda m: m.weight`), else the name."""
+    name = getattr(fn, "__name__", None)
+    if name != "<lambda>":
+        return name if isinstance(name, str) else "where"
+    try:
+        code = fn.__code__
+        spans = [
+            (line, col, end_col)
+            for line, end_line, col, end_col in code.co_positions()
+            if line is not None and line == end_line and col is not None
+            if end_col is not None and end_col > col
+        ]
+        (lineno,) = {line for line, _, _ in spans}
+        text = linecache.getline(code.co_filename, lineno)
+        body_start = min(col for _, col, _ in spans)
+        body_end = max(end_col for _, _, end_col in spans)
+        start = text.rfind("lambda", 0, body_start)
+    except (AttributeError, ValueError, TypeError):
+        return "where"
+    if start < 0 or body_end - start > 100:
+        return "where"
+    return text[start:body_end]
+
+
+def _call(where: Any, use_fn: bool, is_leaf: str | None = None) -> str:
+    arg = "replace_fn=..." if use_fn else "replace=..."
+    extra = "" if is_leaf is None else f", is_leaf={is_leaf}"
+    return f"`ecliptic.tree_at({_source_of(where)}, pytree, {arg}{extra})`"
+
+
+def _describe(node: Any) -> str:
+    if node is None:
+        return "`None`"
+    return f"a node of type `{type(node).__name__}`"
+
+
+#
+# Checking what `where` returned
+#
+
+
+def _replace_args(replace: Any, replace_fn: Any) -> bool:
+    """Checks that exactly one of `replace`/`replace_fn` is given; returns `use_fn`."""
+    if (replace is _MISSING) == (replace_fn is _MISSING):
+        got = "neither" if replace is _MISSING else "both"
+        raise ValueError(
+            "ecliptic.tree_at expected exactly one of `replace` and `replace_fn`, but "
+            f"got {got}. Fix: `ecliptic.tree_at(where, pytree, replace=new_value)` or "
+            "`ecliptic.tree_at(where, pytree, replace_fn=lambda old: ...)`."
+        )
+    return replace is _MISSING
+
+
+def _check_structure_only(
+    where: Any,
+    from_skeleton: Any,
+    from_pytree: Any,
+    leaves: list[Any],
+    leaf_test: Callable[[Any], bool] | None,
+    empty_tuples_are_leaves: bool,
+    use_fn: bool,
+) -> None:
+    """Raises unless `where` picked the same places in the skeleton and in `pytree`."""
+    sel, sel_def = jtu.tree_flatten(
+        from_skeleton, is_leaf=_is_empty_tuple if empty_tuples_are_leaves else None
+    )
+    unwrapped = []
+    for x in sel:
+        if isinstance(x, _LeafWrapper):
+            unwrapped.append(leaves[x.index])
+        elif _is_empty_tuple(x):
+            unwrapped.append(x)
+        else:
+            raise TypeError(
+                f"ecliptic.tree_at expected `where` to return nodes of `pytree`, but "
+                f"it returned {x!r} of type `{type(x).__name__}`, which is not part "
+                f"of `pytree`: {_call(where, use_fn)}. Fix: return the node itself, "
+                "e.g. `where=lambda m: m.linear.weight`, not a new object."
+            )
+    orig, orig_def = jtu.tree_flatten(from_pytree, is_leaf=leaf_test)
+    if (
+        sel_def != orig_def
+        or len(orig) != len(unwrapped)
+        or any(a is not b for a, b in zip(orig, unwrapped, strict=True))
+    ):
+        raise ValueError(
+            "ecliptic.tree_at expected `where` to select nodes by the structure of "
+            "`pytree` only, but it selected different nodes when the leaves were "
+            f"replaced by placeholders: {_call(where, use_fn)} depends on the types or "
+            "values of the leaves (as in `where=lambda t: [x for x in t if "
+            "isinstance(x, int)]`). Fix: look the leaves up in the original tree and "
+            "return positions only, e.g. `where=lambda t: [x for x, y in zip(t, "
+            "pytree) if isinstance(y, int)]`."
+        )
+
+
+def _selected_nodes(where: Any, selected: Any, skeleton: _Skeleton, use_fn: bool):
+    """Normalises what `where` returned: (list of nodes, whether it was one node)."""
+    if isinstance(selected, _LeafWrapper) or skeleton.node_count(selected) > 0:
+        return [selected], True
+    if isinstance(selected, (list, tuple)):
+        return list(selected), False
+    raise TypeError(
+        "ecliptic.tree_at expected `where` to return a node of `pytree` or a "
+        f"sequence of nodes, but got {_describe(selected)}, which is neither: "
+        f"{_call(where, use_fn)}. Fix: return the node itself, e.g. "
+        "`where=lambda m: m.linear.weight`, or a tuple such as "
+        "`where=lambda m: (m.linear.weight, m.linear.bias)`."
+    )
+
+
+def _replacements(
+    where: Any, nodes: list, single: bool, replace: Any, use_fn: bool
+) -> list[Any] | None:
+    if use_fn:
+        return None
+    if single:
+        return [replace]
+    if not isinstance(replace, Sequence) and not hasattr(replace, "__len__"):
+        raise TypeError(
+            f"ecliptic.tree_at expected `replace` to be a sequence of {len(nodes)} "
+            f"values, one per node that `where` selected, but got `{type(replace)}`: "
+            f"{_call(where, use_fn)}. Fix: pass one value per node, e.g. "
+            f"`replace=({', '.join(['...'] * len(nodes))})`."
+        )
+    if len(replace) != len(nodes):
+        raise ValueError(
+            f"ecliptic.tree_at expected `replace` to hold one value per node that "
+            f"`where` selected, but `where` selected {len(nodes)} nodes and `replace` "
+            f"has {len(replace)} values: {_call(where, use_fn)}. Fix: make their "
+            "lengths match, e.g. `ecliptic.tree_at(lambda m: (m.weight, m.bias), m, "
+            "replace=(new_weight, new_bias))`."
+        )
+    return list(replace)
+
+
+def _check_unique(where, nodes, skeleton, use_fn) -> None:
+    for k, node in enumerate(nodes):
+        if isinstance(node, _LeafWrapper):
+            continue
+        count = skeleton.node_count(node)
+        if count == 0:
+            raise ValueError(
+                f"ecliptic.tree_at expected `where` to return nodes of `pytree`, but "
+                f"selected node {k} ({_describe(node)}) is not part of `pytree`: "
+                f"{_call(where, use_fn)}. Fix: return the node itself, e.g. "
+                "`where=lambda m: m.linear`, not a new object built from it."
+            )
+        if count > 1:
+            fix_leaf = "lambda x: x is None" if node is None else "..."
+            raise ValueError(
+                f"ecliptic.tree_at expected `where` to select nodes that occur once in "
+                f"`pytree`, but it selected {_describe(node)}, which occurs {count} "
+                f"times, so the place to replace is ambiguous: {_call(where, use_fn)}. "
+                "`None` is an empty subtree and every `None` is the same object. "
+                f"Fix: treat it as a leaf: {_call(where, use_fn, fix_leaf)}."
+            )
+
+
+def _nested_error(where: Any, k: int, node: Any, use_fn: bool) -> ValueError:
+    return ValueError(
+        f"ecliptic.tree_at expected the nodes that `where` selects to be disjoint, "
+        f"but node {k} ({_describe(node)}) lies inside another selected node: "
+        f"{_call(where, use_fn)}. Fix: select only the outer node, and build its "
+        "replacement with the inner change already made."
+    )
+
+
+#
+# Editing
+#
+
+# Up to this many selected nodes, an immutable tree is edited along paths.
+_PATH_EDIT_MAX = 8
+
+
+def _path_replace(pytree: Any, path: Path, new: Any) -> Any:
+    """Rebuilds the nodes from the root to `path`; `new(old)` gives the new node."""
+    levels = []
+    node = pytree
+    for one_level, pos in path:
+        children = one_level.flatten_up_to(node)
+        levels.append((one_level, children, pos))
+        node = children[pos]
+    value = new(node)
+    for one_level, children, pos in reversed(levels):
+        children[pos] = value
+        value = one_level.unflatten(children)
+    return value
+
+
+def _edit_paths(where, pytree, skeleton, nodes, values, replace_fn, use_fn):
+    """Edits an immutable tree along the path to each selected node, in tree order."""
+    keys = [tuple(pos for _, pos in skeleton.path_of(n)) for n in nodes]
+    last = {key: k for k, key in enumerate(keys)}  # a repeated node: last value wins
+    order = sorted(last, key=lambda key: key)
+    for outer, inner in zip(order, order[1:]):
+        if inner[: len(outer)] == outer:
+            k = last[inner]
+            raise _nested_error(where, k, nodes[k], use_fn)
+    out = pytree
+    for key in order:
+        k = last[key]
+        new = replace_fn if values is None else (lambda _, v=values[k]: v)
+        out = _path_replace(out, skeleton.path_of(nodes[k]), new)
+    return out
+
+
+def _edit_leaves(leaves, treedef, nodes, values, replace_fn):
+    out = list(leaves)
+    if values is None:
+        for i in sorted({n.index for n in nodes}):
+            out[i] = replace_fn(leaves[i])
+    else:
+        for n, v in zip(nodes, values, strict=True):
+            out[n.index] = v
+    return treedef.unflatten(out)
+
+
+def _edit_subtrees(where, skeleton, leaves, nodes, values, replace_fn, use_fn):
+    targets = {id(node): k for k, node in enumerate(nodes)}  # last value wins
+    seen = [0] * len(nodes)
+    flat, treedef = jtu.tree_flatten(
+        skeleton.wrapped, is_leaf=lambda x: id(x) in targets
+    )
+    out = []
+    for x in flat:
+        k = targets.get(id(x))
+        if k is None:
+            out.append(leaves[x.index])
+            continue
+        seen[k] += 1
+        if values is None:
+            original = jtu.tree_map(lambda w: leaves[w.index], x)
+            out.append(replace_fn(original))
+        else:
+            out.append(values[k])
+    for k, node in enumerate(nodes):
+        if seen[targets[id(node)]] == 0:
+            raise _nested_error(where, k, node, use_fn)
+    return treedef.unflatten(out)
+
+
+def tree_at(
+    where: Callable[[PyTree], Any],
+    pytree: PyTree,
+    replace: Any = _MISSING,
+    replace_fn: Callable[[Any], Any] = _MISSING,
+    is_leaf: Callable[[Any], bool] | None = None,
+) -> PyTree:
+    """Returns a copy of `pytree` with the node(s) selected by `where` replaced (like
+    `.at[].set()` on a JAX array). The input is not modified.
+
+    ```python
+    tree = [1, [2, {"a": 3, "b": 4}]]
+    ecliptic.tree_at(lambda t: t[1][1]["a"], tree, 5)  # [1, [2, {"a": 5, "b": 4}]]
+    mlp = ecliptic.tree_at(lambda m: m.layers[-1], mlp, new_linear)  # model surgery
+    ```
+
+    The result is built by unflattening, so no `__init__`, `__post_init__` or
+    `__check_init__` runs: replacements may be any object (an `in_axes` spec, say).
+
+    **Arguments:**
+
+    - `where`: a callable `pytree -> node` or `pytree -> sequence of nodes`, e.g.
+        `lambda m: m.linear.weight` or `lambda m: (m.weight, m.bias)`. It must select
+        by structure only, not by the leaves' types or values.
+    - `pytree`: the PyTree to modify.
+    - `replace`: the new value, or a sequence of new values (one per selected node).
+        Exactly one of `replace` and `replace_fn` must be given.
+    - `replace_fn`: a callable `old node -> new node`, called on each selected node.
+    - `is_leaf`: optional `node -> bool`, as for `jax.tree.flatten`. To replace a
+        `None` that is not unique in `pytree`, pass `is_leaf=lambda x: x is None`.
+
+    **Returns:** the modified PyTree. Arrays are not copied; when the tree is made of
+    immutable nodes only (tuples, Modules), nodes off the path to a replaced node are
+    shared with the input, as `dataclasses.replace` would.
+    """
+    use_fn = _replace_args(replace, replace_fn)
+    leaves, treedef = jtu.tree_flatten(pytree, is_leaf=is_leaf)
+    skeleton = _skeleton(treedef)
+    leaf_test = is_leaf
+    if skeleton.has_empty_tuple:
+        if is_leaf is None:
+            leaf_test = _is_empty_tuple
+        else:
+            leaf_test = lambda x: _is_empty_tuple(x) or is_leaf(x)
+        leaves, treedef = jtu.tree_flatten(pytree, is_leaf=leaf_test)
+        skeleton = _skeleton(treedef)
+    from_pytree = where(pytree)
+    selected = where(skeleton.wrapped)
+    _check_structure_only(
+        where,
+        selected,
+        from_pytree,
+        leaves,
+        leaf_test,
+        leaf_test is not is_leaf,
+        use_fn,
+    )
+    nodes, single = _selected_nodes(where, selected, skeleton, use_fn)
+    values = _replacements(where, nodes, single, replace, use_fn)
+    only_leaves = all(isinstance(n, _LeafWrapper) for n in nodes)
+    if not only_leaves:
+        _check_unique(where, nodes, skeleton, use_fn)
+    if skeleton.immutable and 0 < len(nodes) <= _PATH_EDIT_MAX:
+        return _edit_paths(where, pytree, skeleton, nodes, values, replace_fn, use_fn)
+    if only_leaves:
+        return _edit_leaves(leaves, treedef, nodes, values, replace_fn)
+    return _edit_subtrees(where, skeleton, leaves, nodes, values, replace_fn, use_fn)

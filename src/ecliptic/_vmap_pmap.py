@@ -1,0 +1,537 @@
+"""Filtered vectorisation and parallelisation: `filter_vmap`, `filter_pmap`, `if_array`.
+
+Axis specifications (`in_axes`, `out_axes`) are PyTrees whose leaves are an `int` (map
+over that axis), `None` (broadcast) or a callable `leaf -> int | None` applied to every
+leaf of its subtree. The default, `if_array(0)`, maps every array over its leading
+axis and broadcasts everything else. `in_axes` may also be a dict keyed by parameter
+name. Only the mapped array leaves are handed to JAX; every other leaf is closed over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools as ft
+import inspect
+import warnings
+from collections.abc import Callable, Hashable
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+from jaxtyping import PyTree
+
+from ._filters import is_array
+from ._module import Module, module_update_wrapper, Partial
+from ._split import Aux, check_no_kwargs, is_none, names_of
+
+
+AxisSpec = int | None | Callable[[Any], int | None]
+_REMOVED_KWARGS = ("default", "fn", "args", "kwargs", "out")
+
+
+@dataclasses.dataclass(frozen=True)  # deliberately not a PyTree
+class if_array:
+    """An axis specification that maps arrays over `axis` and broadcasts everything
+    else: `if_array(axis)(x)` is `axis` if `x` is an array, else `None`.
+
+    **Arguments:**
+
+    - `axis`: the axis to map arrays over.
+    """
+
+    axis: int
+
+    def __call__(self, x: Any) -> int | None:
+        return self.axis if is_array(x) else None
+
+
+class _Struct(NamedTuple):
+    """The structure of a tree cut at the leaves of its axis spec: the spec's own
+    structure and the structure of each subtree under one spec leaf."""
+
+    spec_def: Any
+    subdefs: tuple
+
+    def unflatten(self, leaves: list) -> Any:
+        subtrees, start = [], 0
+        for subdef in self.subdefs:
+            stop = start + subdef.num_leaves
+            subtrees.append(subdef.unflatten(leaves[start:stop]))
+            start = stop
+        return self.spec_def.unflatten(subtrees)
+
+
+def _bad_spec(spec: Any, where: str) -> ValueError:
+    return ValueError(
+        f"ecliptic.{where} expected the leaves of `in_axes`/`out_axes` to be ints, "
+        f"None or callables `leaf -> int | None`, but got {spec!r} of type "
+        f"{type(spec).__name__}. Use e.g. `in_axes=(0, None)` or "
+        "`in_axes=ecliptic.if_array(0)`."
+    )
+
+
+def _flatten_axes(tree: Any, spec: Any, what: str, where: str) -> tuple:
+    """Flattens `tree` and resolves `spec` (a prefix of it) to one axis (int or
+    None) per leaf, in one pass. Returns `(leaves, axes, struct)`."""
+    spec_leaves, spec_def = jtu.tree_flatten(spec, is_leaf=is_none)
+    try:
+        subtrees = spec_def.flatten_up_to(tree)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"ecliptic.{where} expected `{what}` to be a PyTree prefix of the "
+            f"{'arguments' if what == 'in_axes' else 'outputs'}, whose structure is "
+            f"{jtu.tree_structure(tree)}, but got {what}={spec!r}. Give one spec per "
+            "argument, e.g. `in_axes=(0, None)`, or one spec for all of them."
+        ) from e
+    leaves, axes, subdefs = [], [], []
+    for leaf_spec, subtree in zip(spec_leaves, subtrees, strict=True):
+        sub_leaves, subdef = jtu.tree_flatten(subtree)
+        subdefs.append(subdef)
+        leaves.extend(sub_leaves)
+        if leaf_spec is None or (
+            isinstance(leaf_spec, int) and not isinstance(leaf_spec, bool)
+        ):
+            axes.extend([leaf_spec] * len(sub_leaves))
+        elif callable(leaf_spec):
+            for leaf in sub_leaves:
+                axis = leaf_spec(leaf)
+                if axis is not None and not isinstance(axis, int):
+                    raise ValueError(
+                        f"ecliptic.{where} expected each callable in `{what}` to "
+                        f"return an int or None, but {leaf_spec!r} returned "
+                        f"{axis!r}."
+                    )
+                axes.append(axis)
+        else:
+            raise _bad_spec(leaf_spec, where)
+    return leaves, axes, _Struct(spec_def, tuple(subdefs))
+
+
+def _named_in_axes(fun: Callable, in_axes: Any, args: tuple, where: str) -> Any:
+    """A dict `in_axes` (by parameter name) becomes a tuple with one entry per
+    positional argument; unnamed arguments default to `if_array(0)`."""
+    if not isinstance(in_axes, dict):
+        return in_axes
+    remaining = dict(in_axes)
+    params = inspect.signature(fun).parameters
+    out = tuple(
+        remaining.pop(name, if_array(0)) for _, name in zip(args, params, strict=False)
+    )
+    if remaining:
+        raise ValueError(
+            f"ecliptic.{where} got `in_axes` for {tuple(remaining)}, which do not "
+            f"name any of the {len(args)} positional argument(s) passed to "
+            f"{names_of(fun)} (parameters: {tuple(params)[: len(args)]}). Named "
+            "arguments must be passed by position; check the spelling."
+        )
+    return out
+
+
+def _check_mapped_leaf(leaf: Any, axis: int, where: str) -> None:
+    if not is_array(leaf):
+        raise ValueError(
+            f"ecliptic.{where} was asked to map over axis {axis} of a leaf that is not "
+            f"an array: {leaf!r} of type {type(leaf).__name__}. Only arrays can be "
+            "mapped: use `in_axes=None` (or `ecliptic.if_array(0)`) for it, or pass "
+            "`jnp.asarray(...)`."
+        )
+
+
+class _Mapped:
+    """The inputs of one call, split into mapped array leaves and the rest."""
+
+    def __init__(self, args: tuple, in_axes: Any, where: str):
+        self.leaves, self.axes, self.struct = _flatten_axes(
+            args, in_axes, "in_axes", where
+        )
+        self.index = [i for i, a in enumerate(self.axes) if a is not None]
+        for i in self.index:
+            _check_mapped_leaf(self.leaves[i], self.axes[i], where)
+        self.dynamic = [self.leaves[i] for i in self.index]
+        self.dynamic_axes = [self.axes[i] for i in self.index]
+
+    def rebuild(self, dynamic: list) -> tuple:
+        leaves = list(self.leaves)
+        for i, x in zip(self.index, dynamic, strict=True):
+            leaves[i] = x
+        return self.struct.unflatten(leaves)
+
+
+def _split_outputs(out: Any, out_axes: Any, where: str) -> tuple[list, list, Aux]:
+    """Mapped outputs, unmapped array outputs, and everything else (static)."""
+    leaves, axes, struct = _flatten_axes(out, out_axes, "out_axes", where)
+    mapped, unmapped, static = [], [], []
+    for leaf, axis in zip(leaves, axes, strict=True):
+        if axis is not None:
+            mapped.append(leaf)
+            static.append(None)
+        elif is_array(leaf):
+            unmapped.append(leaf)
+            static.append(None)
+        else:
+            static.append(leaf)
+    return mapped, unmapped, Aux((struct, static, axes))
+
+
+def _join_outputs(mapped: list, unmapped: list, static: Aux) -> Any:
+    struct, static_leaves, axes = static.value
+    mapped_iter, unmapped_iter = iter(mapped), iter(unmapped)
+    leaves = []
+    for leaf, axis in zip(static_leaves, axes, strict=True):
+        if axis is not None:
+            x = next(mapped_iter)
+            leaves.append(x if axis == 0 else jnp.moveaxis(x, 0, axis))
+        elif leaf is None:
+            leaves.append(next(unmapped_iter))
+        else:
+            leaves.append(leaf)
+    return struct.unflatten(leaves)
+
+
+class _MethodWrapper(Module):
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        del owner
+        if instance is None:
+            return self
+        return Partial(self, instance)
+
+
+def _no_kwargs(kwargs: dict, where: str, fun: Callable) -> None:
+    if kwargs:
+        raise RuntimeError(
+            f"ecliptic.{where} does not accept keyword arguments at call time, but "
+            f"{names_of(fun)} was called with {tuple(kwargs)}. Pass them by position "
+            "(and set their axes with `in_axes`), or bind them first with "
+            "`functools.partial`."
+        )
+
+
+class _VmapWrapper(_MethodWrapper):
+    _fun: Callable
+    _in_axes: PyTree[AxisSpec]
+    _out_axes: PyTree[AxisSpec]
+    _axis_name: Hashable | None
+    _axis_size: int | None
+    _vmapkwargs: dict[str, Any]
+
+    @property
+    def __wrapped__(self) -> Callable:
+        return self._fun
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        _no_kwargs(kwargs, "filter_vmap", self._fun)
+        in_axes = _named_in_axes(self._fun, self._in_axes, args, "filter_vmap")
+        inputs = _Mapped(args, in_axes, "filter_vmap")
+
+        def _inner(dynamic):
+            out = self._fun(*inputs.rebuild(dynamic))
+            return _split_outputs(out, self._out_axes, "filter_vmap")
+
+        if not inputs.dynamic and self._axis_size is None:
+            mapped, unmapped, static = _inner([])
+            if mapped:
+                raise ValueError(
+                    "ecliptic.filter_vmap cannot tell the size of the mapped axis of "
+                    f"{names_of(self._fun)}: no argument is mapped (every `in_axes` "
+                    "resolved to None, e.g. because no argument is an array), but "
+                    f"{len(mapped)} output(s) have a non-None `out_axes`. Pass "
+                    "`axis_size=...`, map an array argument, or set `out_axes=None`."
+                )
+        else:
+            mapped, unmapped, static = jax.vmap(
+                _inner,
+                in_axes=(inputs.dynamic_axes,),
+                out_axes=(0, None, None),
+                axis_name=self._axis_name,
+                axis_size=self._axis_size,
+                **self._vmapkwargs,
+            )(inputs.dynamic)
+        return _join_outputs(mapped, unmapped, static)
+
+
+def filter_vmap(
+    fun: Callable | None = None,
+    *,
+    in_axes: PyTree[AxisSpec] = if_array(0),
+    out_axes: PyTree[AxisSpec] = if_array(0),
+    axis_name: Hashable = None,
+    axis_size: int | None = None,
+    **vmapkwargs: Any,
+) -> Callable:
+    """Vectorises `fun`. By default every JAX/NumPy array is mapped over its leading
+    axis and everything else (Python scalars, functions, ...) is broadcast.
+
+    Usable as `@filter_vmap` or `@filter_vmap(in_axes=...)`. Ensembles are one line:
+    `models = filter_vmap(make_model)(jax.random.split(key, 8))`.
+
+    **Arguments:**
+
+    - `fun`: the function, called as `fun(*args)` (no keyword arguments).
+    - `in_axes`: a PyTree prefix of `args` whose leaves are ints, `None` or callables
+        `leaf -> int | None`; or a dict from parameter name to such a spec (other
+        arguments get `if_array(0)`).
+    - `out_axes`: the same, as a prefix of the output; where the mapped axis goes.
+        Non-array outputs are returned unbatched.
+    - `axis_name`: a name for the mapped axis, for collectives such as `lax.psum`.
+    - `axis_size`: the size of the mapped axis; only needed when nothing is mapped.
+    - `**vmapkwargs`: passed on to `jax.vmap` (e.g. `spmd_axis_name`).
+
+    **Returns:** the vectorised function, a Module (so itself a PyTree).
+    """
+    if fun is None:
+        return ft.partial(
+            filter_vmap,
+            in_axes=in_axes,
+            out_axes=out_axes,
+            axis_name=axis_name,
+            axis_size=axis_size,
+            **vmapkwargs,
+        )
+    check_no_kwargs(_REMOVED_KWARGS, vmapkwargs, "filter_vmap")
+    wrapper = _VmapWrapper(fun, in_axes, out_axes, axis_name, axis_size, vmapkwargs)
+    return module_update_wrapper(wrapper)
+
+
+# -- filter_pmap -------------------------------------------------------------------
+
+_PMAP_CACHE: dict[Any, Callable] = {}
+_PMAP_CACHE_SIZE = 256
+
+
+def _hashable_static(leaves: list, where: str) -> tuple:
+    static = tuple(None if is_array(x) else x for x in leaves)
+    try:
+        hash(static)
+    except TypeError as e:
+        raise ValueError(
+            f"ecliptic.{where} treats non-array arguments as static, so they must be "
+            f"hashable, but got an unhashable one ({e}). Wrap lists in tuples, or "
+            "pass arrays instead."
+        ) from e
+    return static
+
+
+def _pmap_compiled(key: tuple, build: Callable[[], Any]) -> Any:
+    try:
+        return _PMAP_CACHE[key]
+    except KeyError:
+        pass
+    if len(_PMAP_CACHE) >= _PMAP_CACHE_SIZE:
+        _PMAP_CACHE.pop(next(iter(_PMAP_CACHE)))
+    _PMAP_CACHE[key] = compiled = build()
+    return compiled
+
+
+class _PmapCall:
+    """The inputs of one `filter_pmap` call: every array leaf (of `fun` and of the
+    arguments) is traced; the rest, and the axes, form the compilation key."""
+
+    def __init__(self, wrapper: _PmapWrapper, args: tuple, kwargs: dict):
+        where = "filter_pmap"
+        _no_kwargs(kwargs, where, wrapper._fun)
+        in_axes = _named_in_axes(wrapper._fun, wrapper._in_axes, args, where)
+        fun_leaves, self.fun_def = jtu.tree_flatten(wrapper._fun)
+        arg_leaves, axes, self.args_def = _flatten_axes(args, in_axes, "in_axes", where)
+        for leaf, axis in zip(arg_leaves, axes, strict=True):
+            if axis is not None:
+                _check_mapped_leaf(leaf, axis, where)
+        self.fun_leaves, self.arg_leaves = fun_leaves, arg_leaves
+        self.fun_dynamic = [x for x in fun_leaves if is_array(x)]
+        self.arg_dynamic = [x for x in arg_leaves if is_array(x)]
+        arg_axes = tuple(
+            a for x, a in zip(arg_leaves, axes, strict=True) if is_array(x)
+        )
+        if all(a is None for a in arg_axes):
+            if wrapper._axis_size is None:
+                raise ValueError(
+                    "ecliptic.filter_pmap cannot tell how many devices to map over: "
+                    f"no argument of {names_of(wrapper._fun)} is mapped (every "
+                    "`in_axes` resolved to None). Pass `axis_size=...` or map an "
+                    "array argument."
+                )
+            self.dummy = np.zeros(wrapper._axis_size, np.int32)
+        else:
+            self.dummy = None
+        self.key = (
+            self.fun_def,
+            _hashable_static(fun_leaves, where),
+            self.args_def,
+            _hashable_static(arg_leaves, where),
+            arg_axes,
+            Aux(wrapper._out_axes),
+            wrapper._axis_name,
+            wrapper._axis_size,
+            Aux(wrapper._pmapkwargs),
+        )
+        self.arg_axes = arg_axes
+
+    def inputs(self) -> tuple:
+        return self.fun_dynamic, self.arg_dynamic, self.dummy
+
+    def build(self, wrapper: _PmapWrapper) -> Callable:
+        fun_def, fun_leaves = self.fun_def, self.fun_leaves
+        args_def, arg_leaves = self.args_def, self.arg_leaves
+        out_axes = wrapper._out_axes
+
+        def _fill(leaves: list, dynamic: list) -> list:
+            it = iter(dynamic)
+            return [next(it) if is_array(x) else x for x in leaves]
+
+        def _pmapped(fun_dynamic, arg_dynamic, dummy):
+            del dummy
+            fun = jtu.tree_unflatten(fun_def, _fill(fun_leaves, fun_dynamic))
+            args = args_def.unflatten(_fill(arg_leaves, arg_dynamic))
+            return _split_outputs(fun(*args), out_axes, "filter_pmap")
+
+        _pmapped.__name__ = getattr(wrapper._fun, "__name__", "fun")
+        _pmapped.__qualname__ = getattr(wrapper._fun, "__qualname__", "fun")
+        return jax.pmap(
+            _pmapped,
+            in_axes=(None, list(self.arg_axes), None if self.dummy is None else 0),
+            out_axes=(0, None, None),
+            axis_name=wrapper._axis_name,
+            axis_size=wrapper._axis_size,
+            **wrapper._pmapkwargs,
+        )
+
+
+class _PmapCompiled:
+    """A compiled `filter_pmap` function, called with the same arguments."""
+
+    def __init__(self, wrapper: _PmapWrapper, compiled: Any):
+        self._wrapper = wrapper
+        self._compiled = compiled
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        call = _PmapCall(self._wrapper, args, kwargs)
+        return _join_outputs(*self._compiled(*call.inputs()))
+
+
+class _PmapLowered:
+    """A lowered `filter_pmap` function: `.as_text()` and `.compile()`."""
+
+    def __init__(self, wrapper: _PmapWrapper, lowered: Any):
+        self._wrapper = wrapper
+        self.lowered = lowered
+
+    def as_text(self) -> str:
+        return self.lowered.as_text()
+
+    def compile(self) -> _PmapCompiled:
+        return _PmapCompiled(self._wrapper, self.lowered.compile())
+
+
+class _PmapWrapper(_MethodWrapper):
+    _fun: Callable
+    _in_axes: PyTree[AxisSpec]
+    _out_axes: PyTree[AxisSpec]
+    _axis_name: Hashable | None
+    _axis_size: int | None
+    _filter_warning: bool
+    _pmapkwargs: dict[str, Any]
+
+    @property
+    def __wrapped__(self) -> Callable:
+        return self._fun
+
+    def _pmapped(self, args: tuple, kwargs: dict) -> tuple[_PmapCall, Any]:
+        call = _PmapCall(self, args, kwargs)
+        return call, _pmap_compiled(call.key, lambda: call.build(self))
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        call, pmapped = self._pmapped(args, kwargs)
+        with warnings.catch_warnings():
+            if self._filter_warning:
+                warnings.filterwarnings(
+                    "ignore", message="Some donated buffers were not usable"
+                )
+            out = pmapped(*call.inputs())
+        return _join_outputs(*out)
+
+    def lower(self, /, *args: Any, **kwargs: Any) -> _PmapLowered:
+        """Lowers the function for these arguments (ahead-of-time compilation).
+
+        **Arguments:**
+
+        - `*args`: example arguments, as for a call.
+
+        **Returns:** an object with `.as_text()` and `.compile()`; the compiled object
+        is called with arguments of the same shapes and static values.
+        """
+        call, pmapped = self._pmapped(args, kwargs)
+        return _PmapLowered(self, pmapped.lower(*call.inputs()))
+
+
+def _check_pmap_options(donate: str, pmapkwargs: dict[str, Any]) -> str:
+    """Validates `filter_pmap`'s options; sets `donate_argnums` in `pmapkwargs`."""
+    check_no_kwargs(_REMOVED_KWARGS, pmapkwargs, "filter_pmap")
+    for name in ("static_broadcasted_argnums", "donate_argnums"):
+        if name in pmapkwargs:
+            raise ValueError(
+                f"ecliptic.filter_pmap does not take `{name}`: non-array arguments "
+                "are already static, and donation is set with "
+                "`donate='all' | 'warn' | 'none'`."
+            )
+    if donate == "arrays":
+        warnings.warn(
+            "ecliptic.filter_pmap(..., donate='arrays') has been renamed to "
+            "`donate='all'`; use that instead.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        donate = "all"
+    if donate not in ("all", "warn", "none"):
+        raise ValueError(
+            "ecliptic.filter_pmap expected `donate` to be 'all', 'warn' or 'none', "
+            f"but got {donate!r}."
+        )
+    if donate != "none":
+        pmapkwargs["donate_argnums"] = (0, 1)
+    return donate
+
+
+def filter_pmap(
+    fun: Callable | None = None,
+    *,
+    in_axes: PyTree[AxisSpec] = if_array(0),
+    out_axes: PyTree[AxisSpec] = if_array(0),
+    axis_name: Hashable = None,
+    axis_size: int | None = None,
+    donate: Literal["all", "warn", "none"] = "none",
+    **pmapkwargs: Any,
+) -> Callable:
+    """Parallelises `fun` over devices, like `jax.pmap`; arrays are mapped over their
+    leading axis (one slice per device) and traced, everything else is static.
+
+    Superseded by [`ecliptic.filter_jit`][] with sharded inputs (see
+    [`ecliptic.filter_shard`][]), which is recommended for new code.
+
+    **Arguments:**
+
+    - `fun`: the function, called as `fun(*args)` (no keyword arguments).
+    - `in_axes`, `out_axes`: as for [`ecliptic.filter_vmap`][].
+    - `axis_name`: a name for the mapped axis, for collectives such as `lax.psum`.
+    - `axis_size`: the number of devices; only needed when nothing is mapped.
+    - `donate`: `"all"` donates the input buffers and hides the warning about unused
+        donations, `"warn"` donates and keeps that warning, `"none"` donates nothing.
+    - `**pmapkwargs`: passed on to `jax.pmap` (e.g. `devices`).
+
+    **Returns:** the parallelised function (a Module), which also has `.lower(*args)`.
+    """
+    if fun is None:
+        return ft.partial(
+            filter_pmap,
+            in_axes=in_axes,
+            out_axes=out_axes,
+            axis_name=axis_name,
+            axis_size=axis_size,
+            donate=donate,
+            **pmapkwargs,
+        )
+    donate = _check_pmap_options(donate, pmapkwargs)
+    wrapper = _PmapWrapper(
+        fun, in_axes, out_axes, axis_name, axis_size, donate == "all", pmapkwargs
+    )
+    return module_update_wrapper(wrapper)

@@ -1,0 +1,168 @@
+"""`assert_max_traces` / `get_num_traces`: count how often a function is traced."""
+
+from __future__ import annotations
+
+import functools as ft
+import inspect
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.tree_util as jtu
+
+from .._filters import is_array
+from .._module import field, Module, module_update_wrapper
+
+
+# Counters live outside the wrapper, keyed on a tag held as static data, so copies of
+# the wrapper made by flatten/unflatten share one counter.
+_num_traces: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class _Tag:
+    __slots__ = ("__weakref__",)
+
+
+def _abstract(value: Any) -> tuple:
+    """Shape-level summary of an argument: treedef plus (shape, dtype) per array and
+    the value itself for every other leaf."""
+    leaves, treedef = jtu.tree_flatten(value)
+    summary = tuple(
+        jax.ShapeDtypeStruct(x.shape, x.dtype) if is_array(x) else x for x in leaves
+    )
+    return treedef, summary
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def _describe(summary: tuple) -> str:
+    treedef, leaves = summary
+    shown = [
+        f"{x.dtype}{list(x.shape)}" if isinstance(x, jax.ShapeDtypeStruct) else repr(x)
+        for x in leaves
+    ]
+    return str(jtu.tree_unflatten(treedef, shown)).replace("'", "")
+
+
+class _AssertMaxTraces(Module):
+    fn: Callable
+    max_traces: int | None = field(static=True)
+    tag: _Tag = field(static=True)
+
+    @property
+    def __wrapped__(self):
+        return self.fn
+
+    def __call__(self, *args, **kwargs):
+        count = _num_traces[self.tag] = _num_traces[self.tag] + 1
+        try:
+            arguments = inspect.signature(self.fn).bind(*args, **kwargs).arguments
+        except (TypeError, ValueError):
+            arguments = {"args": args, "kwargs": kwargs}
+        summaries = {name: _abstract(value) for name, value in arguments.items()}
+        seen = _seen[self.tag]
+        if self.max_traces is not None and count > self.max_traces:
+            raise RuntimeError(self._message(count, summaries, seen))
+        for name, summary in summaries.items():
+            seen.setdefault(name, []).append(summary)
+        return self.fn(*args, **kwargs)
+
+    def _message(self, count: int, summaries: dict, seen: dict) -> str:
+        head = (
+            f"{self.fn} may be traced at most {self.max_traces} times, but it has "
+            f"now been traced {count} times."
+        )
+        for name, summary in summaries.items():
+            previous = seen.get(name, [])
+            if not any(_same(summary, p) for p in previous):
+                before = "\n".join("  " + _describe(p) for p in previous) or "  (none)"
+                return (
+                    f"{head} The argument '{name}' caused the retrace: it is now\n  "
+                    f"{_describe(summary)}\nand previously was\n{before}\nFix: keep "
+                    "its shapes, dtypes and non-array values the same between calls "
+                    "(non-array values are static under filter_jit), or raise "
+                    "`max_traces`."
+                )
+        return (
+            f"{head} No single argument changed shape, dtype or static value, so "
+            "the retrace came from elsewhere (e.g. a new jit wrapper, changed jit "
+            "options, or `clear_caches`). Fix: reuse one jitted function."
+        )
+
+
+def _make(fn: Callable, max_traces: int | None) -> _AssertMaxTraces:
+    if max_traces is not None and (
+        isinstance(max_traces, bool) or not isinstance(max_traces, int)
+    ):
+        raise TypeError(
+            "assert_max_traces expected `max_traces` to be an int or None, but got "
+            f"{type(max_traces).__name__} {max_traces!r}. Fix: e.g. max_traces=1."
+        )
+    tag = _Tag()
+    _num_traces[tag] = 0
+    _seen[tag] = {}
+    return module_update_wrapper(_AssertMaxTraces(fn, max_traces, tag))
+
+
+def assert_max_traces(fn: Callable | None = None, *, max_traces: int | None):
+    """Raises if `fn` is called (traced) more than `max_traces` times. Put it
+    *inside* `jit`, so that it counts traces:
+
+    ```python
+    @ecliptic.filter_jit
+    @ecliptic.debug.assert_max_traces(max_traces=1)
+    def f(x, y): ...
+    ```
+
+    **Arguments:**
+
+    - `fn`: the callable to wrap (leave it out to use as a decorator).
+    - `max_traces`: keyword-only; the allowed number of calls, or `None` for no limit
+        (the count is still available through [`ecliptic.debug.get_num_traces`][]).
+
+    **Returns:** the wrapped callable. Going over the limit raises `RuntimeError`
+    naming the argument whose shape, dtype or static value changed.
+    """
+    if fn is None:
+        return ft.partial(_make, max_traces=max_traces)
+    return _make(fn, max_traces)
+
+
+def _count(fn: Any) -> int | None:
+    seen = set()
+    while id(fn) not in seen:
+        seen.add(id(fn))
+        if isinstance(fn, _AssertMaxTraces):
+            return _num_traces[fn.tag]
+        try:
+            fn = fn.__wrapped__
+        except AttributeError:
+            return None
+    return None
+
+
+def get_num_traces(fn: Callable) -> int:
+    """How many times a function wrapped with [`ecliptic.debug.assert_max_traces`][]
+    has been traced (the wrapper may sit under other wrappers, e.g. `filter_jit`).
+
+    **Arguments:**
+
+    - `fn`: the wrapped function.
+
+    **Returns:** an `int`.
+    """
+    count = _count(fn)
+    if count is None:
+        raise ValueError(
+            f"get_num_traces expected a function wrapped with "
+            f"`ecliptic.debug.assert_max_traces`, but got {fn!r}, which is not. Fix: "
+            "wrap it, e.g. `assert_max_traces(f, max_traces=None)`."
+        )
+    return count

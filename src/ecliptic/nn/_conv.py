@@ -1,0 +1,588 @@
+"""`Conv` and `ConvTranspose` in N dimensions, and their 1d/2d/3d versions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jaxtyping import Array, PRNGKeyArray
+
+from .._checks import check_shape, describe
+from .._module import Module, field
+from ._linear import default_floating_dtype, default_init
+
+
+Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
+_PAD_STRINGS = ("SAME", "SAME_LOWER", "VALID")
+_NUMPY_MODES = {"REFLECT": "reflect", "REPLICATE": "edge", "CIRCULAR": "wrap"}
+
+
+def _ntuple(owner: str, name: str, value: Any, n: int) -> tuple[int, ...]:
+    """`3 -> (3, 3)`; a sequence must have `n` entries."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != n:
+            raise ValueError(
+                f"{owner}: `{name}` must be an int or a sequence of {n} ints (one "
+                f"per spatial axis), but got {value!r} of length {len(value)}."
+            )
+        return tuple(int(v) for v in value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (int(value),) * n
+    raise TypeError(
+        f"{owner}: `{name}` must be an int or a sequence of {n} ints, but got "
+        f"{value!r} of type {type(value).__name__}."
+    )
+
+
+def _parse_padding(
+    owner: str, padding: Padding, n: int
+) -> str | tuple[tuple[int, int], ...]:
+    """Normalises `padding` to `"SAME"`/`"SAME_LOWER"`/`"VALID"` or `n` pairs."""
+    if isinstance(padding, str):
+        if padding.upper() not in _PAD_STRINGS:
+            raise ValueError(
+                f"{owner}: `padding` must be 'SAME', 'SAME_LOWER', 'VALID', an int, "
+                f"or a sequence of {n} ints or (low, high) pairs, but got "
+                f"{padding!r}."
+            )
+        return padding.upper()
+    if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
+        return ((int(padding), int(padding)),) * n
+    if isinstance(padding, Sequence) and len(padding) == n:
+        pairs = []
+        for p in padding:
+            if isinstance(p, Sequence) and len(p) == 2:
+                pairs.append((int(p[0]), int(p[1])))
+            elif isinstance(p, (int, np.integer)) and not isinstance(p, bool):
+                pairs.append((int(p), int(p)))
+            else:
+                break
+        else:
+            return tuple(pairs)
+    raise ValueError(
+        f"{owner}: `padding` must be 'SAME', 'SAME_LOWER', 'VALID', an int, or a "
+        f"sequence of {n} ints or (low, high) pairs (one per spatial axis), but got "
+        f"{padding!r}."
+    )
+
+
+def _parse_padding_mode(owner: str, mode: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(mode, str) or mode.upper() not in allowed:
+        raise ValueError(
+            f"{owner}: `padding_mode` must be one of {', '.join(allowed)} "
+            f"(case-insensitive), but got {mode!r}."
+        )
+    return mode.upper()
+
+
+def _check_groups(owner: str, in_channels: int, out_channels: int, groups: int):
+    if groups < 1 or in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"{owner}: `in_channels` ({in_channels}) and `out_channels` "
+            f"({out_channels}) must both be divisible by `groups` ({groups}). Choose "
+            "a `groups` that divides both, e.g. groups=1."
+        )
+
+
+def _init_params(self, in_channels, out_channels, kernel_size, use_bias, dtype, key):
+    """Weight `(out, in // groups, *kernel)` and bias `(out, 1, ..., 1)`, both
+    `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with `fan_in = in // groups * prod(k)`."""
+    dtype = default_floating_dtype() if dtype is None else dtype
+    wkey, bkey = jax.random.split(key, 2)
+    fan_in = (in_channels // self.groups) * math.prod(kernel_size)
+    lim = 1 / math.sqrt(fan_in) if fan_in else 1.0
+    wshape = (out_channels, in_channels // self.groups) + kernel_size
+    self.weight = default_init(wkey, wshape, dtype, lim)
+    bshape = (out_channels,) + (1,) * len(kernel_size)
+    self.bias = default_init(bkey, bshape, dtype, lim) if use_bias else None
+
+
+def _check_input(layer: Any, x: Array) -> None:
+    """Input `(in_channels, *spatial)`; hints at channels-last layouts."""
+    n = layer.num_spatial_dims
+    c = layer.in_channels
+    hint = None
+    shape = jnp.shape(x)
+    if len(shape) == n + 1 and shape[0] != c and shape[-1] == c:
+        hint = (
+            "Layers take channels first, (C, *spatial): convert a channels-last "
+            "example with `jnp.moveaxis(x, -1, 0)`."
+        )
+    check_shape(
+        layer._subject(),
+        x,
+        (c,) + (None,) * n,
+        axis_names=(f"in_channels={c}",) + (None,) * n,
+        hint=hint,
+    )
+
+
+def _check_spatial(layer: Any, shape: tuple[int, ...], padding: Any) -> None:
+    """Each padded spatial axis must hold the dilated kernel at least once."""
+    if isinstance(padding, str):
+        return
+    for i, (size, (lo, hi), k, d) in enumerate(
+        zip(shape[1:], padding, layer.kernel_size, layer.dilation, strict=True)
+    ):
+        extent = d * (k - 1) + 1
+        if size + lo + hi < extent:
+            raise ValueError(
+                f"{layer._subject()} got `x` of shape {tuple(shape)}: spatial axis "
+                f"{i + 1} has size {size}, padded to {size + lo + hi}, which is "
+                f"smaller than the (dilated) kernel size {extent}. Use a larger "
+                "input, more padding, or padding='SAME'."
+            )
+
+
+class Conv(Module):
+    """N-dimensional convolution of one example of shape `(in_channels, *spatial)`."""
+
+    num_spatial_dims: int = field(static=True)
+    weight: Array
+    bias: Array | None
+    in_channels: int = field(static=True)
+    out_channels: int = field(static=True)
+    kernel_size: tuple[int, ...] = field(static=True)
+    stride: tuple[int, ...] = field(static=True)
+    padding: str | tuple[tuple[int, int], ...] = field(static=True)
+    dilation: tuple[int, ...] = field(static=True)
+    groups: int = field(static=True)
+    use_bias: bool = field(static=True)
+    padding_mode: str = field(static=True)
+
+    def __init__(
+        self,
+        num_spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: Padding = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        use_bias: bool = True,
+        padding_mode: str = "ZEROS",
+        dtype: Any = None,
+        *,
+        key: PRNGKeyArray,
+    ):
+        """**Arguments:**
+
+        - `num_spatial_dims`: the number of spatial axes (2 for images).
+        - `in_channels`: the number of input channels.
+        - `out_channels`: the number of output channels.
+        - `kernel_size`: the kernel size: an int, or one int per spatial axis.
+        - `stride`: the stride: an int, or one per spatial axis.
+        - `padding`: an int; one int per spatial axis; one `(low, high)` pair per
+            spatial axis; or one of `"SAME"`, `"SAME_LOWER"` (output size
+            `ceil(size / stride)`; an odd total pad goes at the end, resp. the
+            start) and `"VALID"` (no padding). Case-insensitive.
+        - `dilation`: the kernel dilation: an int, or one per spatial axis.
+        - `groups`: split the channels into this many independent groups; must
+            divide `in_channels` and `out_channels`.
+        - `use_bias`: whether to add a bias.
+        - `padding_mode`: what to pad with: `"ZEROS"` (`1234 -> 00123400`),
+            `"REFLECT"` (`32123432`), `"REPLICATE"` (`11123444`) or `"CIRCULAR"`
+            (`34123412`).
+        - `dtype`: the parameters' dtype. Defaults to `float32`, or `float64` when
+            JAX runs in 64-bit mode.
+        - `key`: a `jax.random.PRNGKey` for the initialisation. (Keyword only.)
+
+        The weight has shape `(out_channels, in_channels // groups, *kernel_size)`
+        and the bias `(out_channels, 1, ..., 1)`.
+        """
+        owner = f"ecliptic.nn.{type(self).__name__}"
+        kernel_size = _ntuple(owner, "kernel_size", kernel_size, num_spatial_dims)
+        self.num_spatial_dims = num_spatial_dims
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = _ntuple(owner, "stride", stride, num_spatial_dims)
+        self.padding = _parse_padding(owner, padding, num_spatial_dims)
+        self.dilation = _ntuple(owner, "dilation", dilation, num_spatial_dims)
+        self.groups = groups
+        self.use_bias = use_bias
+        allowed = ("ZEROS", "REFLECT", "REPLICATE", "CIRCULAR")
+        self.padding_mode = _parse_padding_mode(owner, padding_mode, allowed)
+        _check_groups(owner, in_channels, out_channels, groups)
+        _init_params(self, in_channels, out_channels, kernel_size, use_bias, dtype, key)
+
+    def _subject(self) -> str:
+        return describe(
+            self,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            kernel_size=self.kernel_size,
+        )
+
+    def _pads(self, spatial: tuple[int, ...]) -> list[tuple[int, int]]:
+        if isinstance(self.padding, str):
+            extent = tuple(
+                d * (k - 1) + 1
+                for k, d in zip(self.kernel_size, self.dilation, strict=True)
+            )
+            return lax.padtype_to_pads(spatial, extent, self.stride, self.padding)
+        return list(self.padding)
+
+    @jax.named_scope("ecliptic.nn.Conv")
+    def __call__(self, x: Array, *, key: PRNGKeyArray | None = None) -> Array:
+        """**Arguments:**
+
+        - `x`: one example, of shape `(in_channels, *spatial)` with
+            `num_spatial_dims` spatial axes. Batch with `jax.vmap(conv)(x)`.
+        - `key`: ignored. (Keyword only.)
+
+        **Returns:** an array of shape `(out_channels, *new_spatial)`.
+        """
+        del key
+        _check_input(self, x)
+        _check_spatial(self, x.shape, self.padding)
+        padding = self.padding
+        if self.padding_mode != "ZEROS":
+            pads = [(0, 0)] + list(self._pads(x.shape[1:]))
+            x = jnp.pad(x, pads, mode=_NUMPY_MODES[self.padding_mode])
+            padding = "VALID"
+        y = lax.conv_general_dilated(
+            lhs=x[None],
+            rhs=self.weight,
+            window_strides=self.stride,
+            padding=padding,
+            rhs_dilation=self.dilation,
+            feature_group_count=self.groups,
+        )[0]
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+
+class ConvTranspose(Module):
+    """N-dimensional transposed convolution of one example `(in_channels, *spatial)`.
+
+    With `in_channels` and `out_channels` swapped and the other arguments kept, it
+    maps the output shape of a [`ecliptic.nn.Conv`][] back to its input shape, with
+    the same connectivity.
+    """
+
+    num_spatial_dims: int = field(static=True)
+    weight: Array
+    bias: Array | None
+    in_channels: int = field(static=True)
+    out_channels: int = field(static=True)
+    kernel_size: tuple[int, ...] = field(static=True)
+    stride: tuple[int, ...] = field(static=True)
+    padding: str | tuple[tuple[int, int], ...] = field(static=True)
+    output_padding: tuple[int, ...] = field(static=True)
+    dilation: tuple[int, ...] = field(static=True)
+    groups: int = field(static=True)
+    use_bias: bool = field(static=True)
+    padding_mode: str = field(static=True)
+
+    def __init__(
+        self,
+        num_spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: Padding = 0,
+        output_padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        use_bias: bool = True,
+        padding_mode: str = "ZEROS",
+        dtype: Any = None,
+        *,
+        key: PRNGKeyArray,
+    ):
+        """**Arguments:**
+
+        - `num_spatial_dims`: the number of spatial axes.
+        - `in_channels`: the number of input channels.
+        - `out_channels`: the number of output channels.
+        - `kernel_size`: the kernel size: an int, or one int per spatial axis.
+        - `stride`: the stride of the equivalent `Conv`.
+        - `padding`: the padding of the equivalent `Conv` (same forms as there).
+        - `output_padding`: extra size added at the end of each spatial axis
+            (for `"SAME"`, removed from the computed size), to pick one of the input
+            shapes that a strided `Conv` maps to the same output. Must be less than
+            `stride`.
+        - `dilation`: the kernel dilation.
+        - `groups`: the number of channel groups; must divide both channel counts.
+        - `use_bias`: whether to add a bias.
+        - `padding_mode`: `"ZEROS"` or `"CIRCULAR"` (the latter needs
+            `padding="SAME"` or `"SAME_LOWER"` and `output_padding=0`).
+        - `dtype`: the parameters' dtype. Defaults to `float32`, or `float64` when
+            JAX runs in 64-bit mode.
+        - `key`: a `jax.random.PRNGKey` for the initialisation. (Keyword only.)
+
+        The weight has shape `(out_channels, in_channels // groups, *kernel_size)`
+        and the bias `(out_channels, 1, ..., 1)`.
+        """
+        owner = f"ecliptic.nn.{type(self).__name__}"
+        n = num_spatial_dims
+        kernel_size = _ntuple(owner, "kernel_size", kernel_size, n)
+        stride = _ntuple(owner, "stride", stride, n)
+        output_padding = _ntuple(owner, "output_padding", output_padding, n)
+        if any(o >= s for o, s in zip(output_padding, stride, strict=True)):
+            raise ValueError(
+                f"{owner}: `output_padding` must be smaller than `stride` on every "
+                f"axis, but got output_padding={output_padding} and stride={stride}."
+            )
+        padding = _parse_padding(owner, padding, n)
+        mode = _parse_padding_mode(owner, padding_mode, ("ZEROS", "CIRCULAR"))
+        if mode == "CIRCULAR" and (
+            padding not in ("SAME", "SAME_LOWER") or any(output_padding)
+        ):
+            raise ValueError(
+                f"{owner}: padding_mode='CIRCULAR' needs padding='SAME' or "
+                f"'SAME_LOWER' and output_padding=0, but got padding={padding!r} "
+                f"and output_padding={output_padding}."
+            )
+        self.num_spatial_dims = n
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.output_padding = output_padding
+        self.dilation = _ntuple(owner, "dilation", dilation, n)
+        self.groups = groups
+        self.use_bias = use_bias
+        self.padding_mode = mode
+        _check_groups(owner, in_channels, out_channels, groups)
+        _init_params(self, in_channels, out_channels, kernel_size, use_bias, dtype, key)
+
+    def _subject(self) -> str:
+        return describe(
+            self,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            kernel_size=self.kernel_size,
+        )
+
+    def _transposed_padding(self) -> list[tuple[int, int]]:
+        """Padding of the stride-1 convolution of the dilated input (Dumoulin &
+        Visin 2016, relationship 14): `d (k - 1) - p` on each side, plus
+        `output_padding` at the end."""
+        pads = []
+        for i in range(self.num_spatial_dims):
+            k, s, d = self.kernel_size[i], self.stride[i], self.dilation[i]
+            extra = self.output_padding[i]
+            span = d * (k - 1)
+            if self.padding == "VALID":
+                lo = hi = 0
+            elif isinstance(self.padding, str):
+                total = span + 1 - s + extra
+                extra = max(-total, 0)
+                total = max(total, 0)
+                lo = (total + (self.padding == "SAME_LOWER")) // 2
+                hi = total - lo
+            else:
+                lo, hi = self.padding[i]
+            pads.append((span - lo, span - hi + extra))
+        return pads
+
+    @jax.named_scope("ecliptic.nn.ConvTranspose")
+    def __call__(self, x: Array, *, key: PRNGKeyArray | None = None) -> Array:
+        """**Arguments:**
+
+        - `x`: one example, of shape `(in_channels, *spatial)`. Batch with
+            `jax.vmap(conv)(x)`.
+        - `key`: ignored. (Keyword only.)
+
+        **Returns:** an array of shape `(out_channels, *new_spatial)`.
+        """
+        del key
+        _check_input(self, x)
+        pads = self._transposed_padding()
+        if self.padding_mode == "CIRCULAR":
+            wrap = [(0, 0)] + [
+                (lo // s, hi // s)
+                for (lo, hi), s in zip(pads, self.stride, strict=True)
+            ]
+            x = jnp.pad(x, wrap, mode="wrap")
+            pads = [
+                (lo % s, hi % s) for (lo, hi), s in zip(pads, self.stride, strict=True)
+            ]
+        y = lax.conv_general_dilated(
+            lhs=x[None],
+            rhs=self.weight,
+            window_strides=(1,) * self.num_spatial_dims,
+            padding=pads,
+            lhs_dilation=self.stride,
+            rhs_dilation=self.dilation,
+            feature_group_count=self.groups,
+        )[0]
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+
+class Conv1d(Conv):
+    """As [`ecliptic.nn.Conv`][] with `num_spatial_dims=1`."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: Padding = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        use_bias: bool = True,
+        padding_mode: str = "ZEROS",
+        dtype: Any = None,
+        *,
+        key: PRNGKeyArray,
+    ):
+        """As [`ecliptic.nn.Conv`][], without `num_spatial_dims`."""
+        super().__init__(
+            1, in_channels, out_channels, kernel_size, stride, padding, dilation,
+            groups, use_bias, padding_mode, dtype, key=key,
+        )  # fmt: skip
+
+
+class Conv2d(Conv):
+    """As [`ecliptic.nn.Conv`][] with `num_spatial_dims=2`."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = (1, 1),
+        padding: Padding = (0, 0),
+        dilation: int | Sequence[int] = (1, 1),
+        groups: int = 1,
+        use_bias: bool = True,
+        padding_mode: str = "ZEROS",
+        dtype: Any = None,
+        *,
+        key: PRNGKeyArray,
+    ):
+        """As [`ecliptic.nn.Conv`][], without `num_spatial_dims`."""
+        super().__init__(
+            2, in_channels, out_channels, kernel_size, stride, padding, dilation,
+            groups, use_bias, padding_mode, dtype, key=key,
+        )  # fmt: skip
+
+
+class Conv3d(Conv):
+    """As [`ecliptic.nn.Conv`][] with `num_spatial_dims=3`."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = (1, 1, 1),
+        padding: Padding = (0, 0, 0),
+        dilation: int | Sequence[int] = (1, 1, 1),
+        groups: int = 1,
+        use_bias: bool = True,
+        padding_mode: str = "ZEROS",
+        dtype: Any = None,
+        *,
+        key: PRNGKeyArray,
+    ):
+        """As [`ecliptic.nn.Conv`][], without `num_spatial_dims`."""
+        super().__init__(
+            3, in_channels, out_channels, kernel_size, stride, padding, dilation,
+            groups, use_bias, padding_mode, dtype, key=key,
+        )  # fmt: skip
+
+
+class ConvTranspose1d(ConvTranspose):
+    """As [`ecliptic.nn.ConvTranspose`][] with `num_spatial_dims=1`.
+
+    Note the positional order: `(..., kernel_size, stride, output_padding, padding,
+    dilation, ...)`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        output_padding: int | Sequence[int] = 0,
+        padding: Padding = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        use_bias: bool = True,
+        padding_mode: str = "ZEROS",
+        dtype: Any = None,
+        *,
+        key: PRNGKeyArray,
+    ):
+        """As [`ecliptic.nn.ConvTranspose`][], without `num_spatial_dims`."""
+        super().__init__(
+            1, in_channels, out_channels, kernel_size, stride, padding,
+            output_padding, dilation, groups, use_bias, padding_mode, dtype, key=key,
+        )  # fmt: skip
+
+
+class ConvTranspose2d(ConvTranspose):
+    """As [`ecliptic.nn.ConvTranspose`][] with `num_spatial_dims=2`.
+
+    Note the positional order: `(..., kernel_size, stride, output_padding, padding,
+    dilation, ...)`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = (1, 1),
+        output_padding: int | Sequence[int] = (0, 0),
+        padding: Padding = (0, 0),
+        dilation: int | Sequence[int] = (1, 1),
+        groups: int = 1,
+        use_bias: bool = True,
+        padding_mode: str = "ZEROS",
+        dtype: Any = None,
+        *,
+        key: PRNGKeyArray,
+    ):
+        """As [`ecliptic.nn.ConvTranspose`][], without `num_spatial_dims`."""
+        super().__init__(
+            2, in_channels, out_channels, kernel_size, stride, padding,
+            output_padding, dilation, groups, use_bias, padding_mode, dtype, key=key,
+        )  # fmt: skip
+
+
+class ConvTranspose3d(ConvTranspose):
+    """As [`ecliptic.nn.ConvTranspose`][] with `num_spatial_dims=3`.
+
+    Note the positional order: `(..., kernel_size, stride, output_padding, padding,
+    dilation, ...)`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = (1, 1, 1),
+        output_padding: int | Sequence[int] = (0, 0, 0),
+        padding: Padding = (0, 0, 0),
+        dilation: int | Sequence[int] = (1, 1, 1),
+        groups: int = 1,
+        use_bias: bool = True,
+        padding_mode: str = "ZEROS",
+        dtype: Any = None,
+        *,
+        key: PRNGKeyArray,
+    ):
+        """As [`ecliptic.nn.ConvTranspose`][], without `num_spatial_dims`."""
+        super().__init__(
+            3, in_channels, out_channels, kernel_size, stride, padding,
+            output_padding, dilation, groups, use_bias, padding_mode, dtype, key=key,
+        )  # fmt: skip

@@ -1,0 +1,242 @@
+"""`Embedding` (a lookup table) and `RotaryPositionalEmbedding` (RoPE)."""
+
+from __future__ import annotations
+
+import functools as ft
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
+
+from .._checks import check_shape, describe, format_shape
+from .._module import Module, field
+from ._linear import default_floating_dtype
+
+
+class Embedding(Module):
+    """A lookup table of `num_embeddings` vectors of size `embedding_size`."""
+
+    num_embeddings: int = field(static=True)
+    embedding_size: int = field(static=True)
+    weight: Array
+
+    def __init__(
+        self,
+        num_embeddings: int | None = None,
+        embedding_size: int | None = None,
+        weight: Float[Array, "num_embeddings embedding_size"] | None = None,  # noqa: F722
+        dtype: Any = None,
+        *,
+        key: PRNGKeyArray | None = None,
+    ):
+        """Build it either from sizes and a key, or from a given table.
+
+        **Arguments:**
+
+        - `num_embeddings`: the number of rows of the table.
+        - `embedding_size`: the size of each row.
+        - `weight`: a table of shape `(num_embeddings, embedding_size)` to use
+            instead of a random one. The sizes may then be left out.
+        - `dtype`: the dtype of a random table. Defaults to `float32`, or
+            `float64` when JAX runs in 64-bit mode.
+        - `key`: a `jax.random.PRNGKey` for a random table, drawn from `N(0, 1)`.
+            (Keyword only.)
+        """
+        if weight is None:
+            if num_embeddings is None or embedding_size is None or key is None:
+                raise ValueError(
+                    "ecliptic.nn.Embedding needs either `num_embeddings`, "
+                    "`embedding_size` and `key`, or a `weight` table, but got "
+                    f"num_embeddings={num_embeddings!r}, embedding_size="
+                    f"{embedding_size!r}, key={'None' if key is None else '...'}. "
+                    "Use `Embedding(num_embeddings=100, embedding_size=16, key=key)` "
+                    "or `Embedding(weight=table)`."
+                )
+            for name, n in (
+                ("num_embeddings", num_embeddings),
+                ("embedding_size", embedding_size),
+            ):
+                if n < 0:
+                    raise ValueError(
+                        f"ecliptic.nn.Embedding: `{name}` must not be negative, but "
+                        f"got {name}={n}."
+                    )
+            dtype = default_floating_dtype() if dtype is None else dtype
+            self.weight = jr.normal(key, (num_embeddings, embedding_size), dtype)
+        else:
+            shape = tuple(jnp.shape(weight))
+            want = (num_embeddings, embedding_size)
+            if len(shape) != 2 or any(
+                w is not None and w != s for w, s in zip(want, shape, strict=True)
+            ):
+                raise ValueError(
+                    "ecliptic.nn.Embedding expected `weight` of shape "
+                    f"{format_shape(want)}, but got shape {format_shape(shape)}. "
+                    "The table has one row per embedding: pass an array of shape "
+                    "(num_embeddings, embedding_size), or leave out the sizes."
+                )
+            num_embeddings, embedding_size = shape
+            self.weight = weight
+        self.num_embeddings = num_embeddings
+        self.embedding_size = embedding_size
+
+    @jax.named_scope("ecliptic.nn.Embedding")
+    def __call__(
+        self,
+        x: Int[ArrayLike, ""],  # noqa: F722
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> Array:
+        """**Arguments:**
+
+        - `x`: one integer index, of shape `()`. For a sequence of indices use
+            `jax.vmap(embedding)(indices)`.
+        - `key`: ignored. (Keyword only.)
+
+        **Returns:** the `x`-th row of the table, of shape `(embedding_size,)`.
+        """
+        del key
+        subject = describe(
+            self,
+            num_embeddings=self.num_embeddings,
+            embedding_size=self.embedding_size,
+        )
+        dtype = jnp.result_type(x)
+        if not jnp.issubdtype(dtype, jnp.integer):
+            raise TypeError(
+                f"{subject} expected an integer index `x`, but got dtype {dtype}. "
+                "Cast it with `x.astype(jnp.int32)`."
+            )
+        check_shape(subject, jnp.asarray(x), ())
+        return self.weight[x]
+
+
+@ft.lru_cache(maxsize=64)
+def _rope_tables(
+    embedding_size: int, length: int, theta: float, dtype: Any, x64: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine and sine tables, `(length, embedding_size // 2)` each, as numpy.
+
+    Keyed on everything that changes the values: size, length, `theta`, dtype
+    and 64-bit mode. (Equinox's cache forgets `theta`.)
+    """
+    del x64  # only part of the key: it changes jnp's default precision
+    with jax.ensure_compile_time_eval():
+        angles = _angles(embedding_size, jnp.arange(float(length)), theta)
+        cos = np.asarray(jnp.cos(angles).astype(dtype))
+        sin = np.asarray(jnp.sin(angles).astype(dtype))
+    return cos, sin
+
+
+def _angles(embedding_size: int, positions: Array, theta: float) -> Array:
+    """`positions[:, None] * inv_freq[None, :]`, the RoPE rotation angles."""
+    exponents = jnp.arange(0.0, embedding_size, 2)[None, :] / embedding_size
+    inv_freq = 1.0 / (theta**exponents)
+    return jnp.outer(positions, inv_freq)
+
+
+class RotaryPositionalEmbedding(Module):
+    """Rotary positional embedding (RoPE, "RoFormer", Su et al. 2021), in the
+    rotate-half (GPT-NeoX) convention.
+
+    Rotates pairs `(x[i], x[i + d/2])` of each position's vector by an angle that
+    grows with the position, so that dot products between rotated queries and keys
+    depend on relative position. No parameters. Typically applied per head through
+    `MultiheadAttention(..., process_heads=...)` with `jax.vmap(rope, in_axes=1,
+    out_axes=1)`.
+
+    Unlike Equinox, the frequency cache is keyed on `theta` too, and `__call__`
+    takes an `offset` for the position of the first row (for decoding with a
+    KV cache).
+    """
+
+    embedding_size: int = field(static=True)
+    theta: float = field(static=True, default=10_000.0)
+    dtype: Any = field(static=True, default_factory=default_floating_dtype)
+
+    def __check_init__(self):
+        if self.embedding_size < 0 or self.embedding_size % 2 != 0:
+            raise ValueError(
+                "ecliptic.nn.RotaryPositionalEmbedding: `embedding_size` must be a "
+                "non-negative even number (it rotates pairs of features), but got "
+                f"embedding_size={self.embedding_size}."
+            )
+
+    @staticmethod
+    def rotate_half(x: Float[Array, "seq_length embedding_size"]) -> Array:  # noqa: F722
+        """`[x1, x2] -> [-x2, x1]`, splitting the last axis into halves."""
+        half = x.shape[-1] // 2
+        return jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+    @staticmethod
+    def precompute_freqs_cis(
+        embedding_size: int, end: int, theta: float, dtype: Any
+    ) -> tuple[Float[Array, "end half_emb_size"], Float[Array, "end half_emb_size"]]:  # noqa: F722
+        """The cosine and sine tables for positions `0..end-1`, each of shape
+        `(end, embedding_size // 2)`."""
+        angles = _angles(embedding_size, jnp.arange(float(end)), theta)
+        return jnp.cos(angles).astype(dtype), jnp.sin(angles).astype(dtype)
+
+    @jax.named_scope("ecliptic.nn.RotaryPositionalEmbedding")
+    def __call__(
+        self,
+        x: Float[Array, "seq_length embedding_size"],  # noqa: F722
+        *,
+        offset: int | Int[ArrayLike, ""] = 0,  # noqa: F722
+        key: PRNGKeyArray | None = None,
+    ) -> Float[Array, "seq_length embedding_size"]:  # noqa: F722
+        """**Arguments:**
+
+        - `x`: one sequence, of shape `(seq_length, embedding_size)`.
+        - `offset`: the position of the first row (default 0): row `i` is rotated
+            as position `offset + i`. May be a traced integer (e.g. the decoding
+            step). (Keyword only.)
+        - `key`: ignored. (Keyword only.)
+
+        **Returns:** an array of shape `(seq_length, embedding_size)` and the dtype
+        of `x`.
+        """
+        del key
+        subject = describe(self, embedding_size=self.embedding_size, theta=self.theta)
+        check_shape(
+            subject,
+            x,
+            ("seq_length", self.embedding_size),
+            axis_names=(None, f"embedding_size={self.embedding_size}"),
+        )
+        seq_len = x.shape[0]
+        if isinstance(offset, (int, np.integer)) and not isinstance(offset, bool):
+            if offset < 0:
+                raise ValueError(
+                    f"{subject} got offset={offset}, but `offset` is the position of "
+                    "the first row and must be >= 0."
+                )
+            # Round the table up to a power of two so that growing sequences (or
+            # offsets) reuse it; the values do not depend on the table's length.
+            length = 1 << max(int(offset) + seq_len - 1, 0).bit_length()
+            cos, sin = _rope_tables(
+                self.embedding_size,
+                length,
+                float(self.theta),
+                jnp.dtype(self.dtype),
+                bool(jax.config.read("jax_enable_x64")),
+            )
+            stop = int(offset) + seq_len
+            cos, sin = cos[int(offset) : stop], sin[int(offset) : stop]
+        else:
+            positions = jnp.asarray(offset) + jnp.arange(seq_len)
+            angles = _angles(self.embedding_size, positions.astype(float), self.theta)
+            cos = jnp.cos(angles).astype(self.dtype)
+            sin = jnp.sin(angles).astype(self.dtype)
+        cos = jnp.tile(cos, (1, 2))
+        sin = jnp.tile(sin, (1, 2))
+        # Compute in the wider of the two dtypes (as standard promotion would, so
+        # strict-promotion users get no error), then return the input's dtype.
+        with jax.numpy_dtype_promotion("standard"):
+            dtype = jnp.promote_types(x.dtype, self.dtype)
+        y = x.astype(dtype) * cos.astype(dtype)
+        y = y + self.rotate_half(x).astype(dtype) * sin.astype(dtype)
+        return y.astype(x.dtype)

@@ -1,0 +1,163 @@
+"""`Linear` and `Identity`, plus the default dtype and initialiser shared by layers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, TypeVar
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, PRNGKeyArray
+
+from .._checks import check_shape, describe
+from .._module import Module, field
+
+
+_T = TypeVar("_T")
+
+
+def default_floating_dtype() -> Any:
+    """`float64` when JAX runs in 64-bit mode, else `float32`."""
+    return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+
+
+def default_init(
+    key: PRNGKeyArray, shape: tuple[int, ...], dtype: Any, lim: float
+) -> Array:
+    """Draws `U(-lim, lim)` of `shape` and `dtype` (PyTorch's default for layers).
+
+    Complex dtypes draw the real and imaginary parts independently, from the two
+    halves of `key`. The draws are the same as Equinox's for the same key.
+
+    **Arguments:**
+
+    - `key`: a PRNG key.
+    - `shape`: the shape to draw.
+    - `dtype`: a floating or complex dtype.
+    - `lim`: the half-width of the interval.
+
+    **Returns:** an array of `shape` and `dtype`.
+    """
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        real = jnp.finfo(dtype).dtype
+        rkey, ikey = jr.split(key, 2)
+        re = jr.uniform(rkey, shape, real, minval=-lim, maxval=lim)
+        im = jr.uniform(ikey, shape, real, minval=-lim, maxval=lim)
+        return re.astype(dtype) + 1j * im.astype(dtype)
+    return jr.uniform(key, shape, dtype, minval=-lim, maxval=lim)
+
+
+def _check_features(owner: str, name: str, value: Any) -> int:
+    """Validates an `int | "scalar"` size and returns the stored size."""
+    if value == "scalar" and isinstance(value, str):
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{owner}: `{name}` must be a non-negative int or the string 'scalar', "
+            f"but got {value!r} of type {type(value).__name__}."
+        )
+    if value < 0:
+        raise ValueError(
+            f"{owner}: `{name}` must be a non-negative int or 'scalar', but got "
+            f"{value}. Pass the size of the vector, e.g. `{name}=16`."
+        )
+    return value
+
+
+class Linear(Module):
+    """Performs a linear transformation `weight @ x + bias` on one example."""
+
+    weight: Array
+    bias: Array | None
+    in_features: int | Literal["scalar"] = field(static=True)
+    out_features: int | Literal["scalar"] = field(static=True)
+    use_bias: bool = field(static=True)
+
+    def __init__(
+        self,
+        in_features: int | Literal["scalar"],
+        out_features: int | Literal["scalar"],
+        use_bias: bool = True,
+        dtype: Any = None,
+        *,
+        key: PRNGKeyArray,
+    ):
+        """**Arguments:**
+
+        - `in_features`: the input size: the input is a vector of shape
+            `(in_features,)`, or a scalar of shape `()` if this is `"scalar"`.
+        - `out_features`: the output size: the output is a vector of shape
+            `(out_features,)`, or a scalar of shape `()` if this is `"scalar"`.
+        - `use_bias`: whether to add a bias.
+        - `dtype`: the dtype of the weight and bias. Defaults to `float32`, or
+            `float64` when JAX runs in 64-bit mode.
+        - `key`: a `jax.random.PRNGKey` for the initialisation. (Keyword only.)
+
+        The weight has shape `(out_features, in_features)` and the bias
+        `(out_features,)` (a `"scalar"` size is stored as 1). Both are drawn from
+        `U(-1/sqrt(in_features), 1/sqrt(in_features))`.
+        """
+        n_in = _check_features("ecliptic.nn.Linear", "in_features", in_features)
+        n_out = _check_features("ecliptic.nn.Linear", "out_features", out_features)
+        dtype = default_floating_dtype() if dtype is None else dtype
+        wkey, bkey = jr.split(key, 2)
+        lim = 1.0 if n_in == 0 else 1 / math.sqrt(n_in)
+        self.weight = default_init(wkey, (n_out, n_in), dtype, lim)
+        self.bias = default_init(bkey, (n_out,), dtype, lim) if use_bias else None
+        self.in_features = in_features
+        self.out_features = out_features
+        self.use_bias = use_bias
+
+    @jax.named_scope("ecliptic.nn.Linear")
+    def __call__(self, x: Array, *, key: PRNGKeyArray | None = None) -> Array:
+        """**Arguments:**
+
+        - `x`: one example, of shape `(in_features,)` (or `()` if
+            `in_features="scalar"`). Batch with `jax.vmap(linear)(x)`.
+        - `key`: ignored; accepted for a uniform layer API. (Keyword only.)
+
+        **Returns:** an array of shape `(out_features,)` (or `()` if
+        `out_features="scalar"`).
+        """
+        del key
+        x = jnp.asarray(x)
+        if self.in_features == "scalar":
+            check_shape(self._subject(), x, ())
+            x = jnp.reshape(x, (1,))
+        else:
+            check_shape(
+                self._subject(),
+                x,
+                (self.in_features,),
+                axis_names=(f"in_features={self.in_features}",),
+            )
+        y = self.weight @ x
+        if self.bias is not None:
+            y = y + self.bias
+        if self.out_features == "scalar":
+            y = jnp.reshape(y, ())
+        return y
+
+    def _subject(self) -> str:
+        return describe(
+            self, in_features=self.in_features, out_features=self.out_features
+        )
+
+
+class Identity(Module):
+    """Returns its input unchanged; useful as a placeholder for another layer."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        """Accepts and ignores any `*args` and `**kwargs`."""
+
+    @jax.named_scope("ecliptic.nn.Identity")
+    def __call__(self, x: _T, *, key: PRNGKeyArray | None = None) -> _T:
+        """**Arguments:**
+
+        - `x`: anything.
+        - `key`: ignored. (Keyword only.)
+
+        **Returns:** `x`, unchanged.
+        """
+        return x

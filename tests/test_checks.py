@@ -1,0 +1,128 @@
+"""The shape-error wording of `ecliptic._checks`, tested fragment by fragment."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from ecliptic._checks import check_shape, describe, format_shape, shape_error, vmap_fix
+
+
+LINEAR = "ecliptic.nn.Linear(in_features=16, out_features=16)"
+CONV = "ecliptic.nn.Conv2d(in_channels=3, out_channels=8)"
+
+
+def _msg(subject, shape, expected, **kwargs):
+    err = shape_error(subject, shape, expected, **kwargs)
+    assert isinstance(err, ValueError)
+    return str(err)
+
+
+def test_format_shape():
+    assert format_shape(()) == "()"
+    assert format_shape((16,)) == "(16,)"
+    assert format_shape((3, None, "W")) == "(3, ?, W)"
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3])
+def test_vmap_fix_nests_n_times(n):
+    fix = vmap_fix(n)
+    assert fix.count("jax.vmap(") == n
+    assert fix.endswith("(x)")
+    assert vmap_fix(n, "mlp", "xs") == fix.replace("layer", "mlp")[:-3] + "(xs)"
+
+
+def test_subject_expected_got_come_first():
+    msg = _msg(LINEAR, (16, 64), (16,))
+    assert msg.startswith(
+        f"{LINEAR} expected `x` of shape (16,), but got shape (16, 64)."
+    )
+
+
+def test_extra_leading_axes_name_vmaps():
+    msg = _msg("L", (3, 16, 64), (64,))
+    assert "map over the 2 leading axes with `jax.vmap(jax.vmap(layer))(x)`" in msg
+    assert "(sizes 3, 16)" in msg
+
+
+def test_one_extra_axis_names_the_batch_axis():
+    msg = _msg(CONV, (8, 3, 32, 32), (3, None, None))
+    assert "map over the leading axis with `jax.vmap(layer)(x)`" in msg
+    assert "axis 0, of size 8, is the batch axis" in msg
+
+
+def test_same_rank_names_wrong_axis_and_size():
+    msg = _msg(CONV, (32, 32, 3), (3, None, None), axis_names=("in_channels=3",))
+    assert msg.endswith("Axis 0 must be in_channels=3, not 32.")
+    msg = _msg("L", (5,), (4,))
+    assert msg.endswith("The only axis must be 4, not 5.")
+    msg = _msg("L", (2, 5), (2, 4), axis_names=(None, "features=4"))
+    assert msg.endswith("The last axis must be features=4, not 5.")
+
+
+def test_axis_labels_keep_their_case():
+    msg = _msg("L", (2, 5), (2, 4), axis_names=(None, "D=4"))
+    assert "must be D=4" in msg
+
+
+def test_extra_axis_with_wrong_trailing_size():
+    msg = _msg(LINEAR, (16, 64), (16,), axis_names=("in_features=16",))
+    assert "so `x` must have 1 axis, not 2." in msg
+    assert "Mapping over the leading axis with `jax.vmap(layer)(x)` would not" in msg
+    assert "the last axis must be in_features=16, not 64" in msg
+    assert "If axis 1 (size 64) is the batch axis" in msg
+    assert "`jax.vmap(layer, in_axes=1)(x)`" in msg
+
+
+def test_many_extra_axes_with_wrong_trailing_size_uses_input_axis_numbers():
+    msg = _msg(CONV, (2, 5, 32, 32, 3), (3, None, None), axis_names=("in_channels=3",))
+    assert "must have 3 axes, not 5" in msg
+    assert "`jax.vmap(jax.vmap(layer))(x)` would not fix it" in msg
+    assert "axis 2 must be in_channels=3, not 32" in msg
+    assert "in_axes" not in msg
+
+
+def test_too_few_axes():
+    msg = _msg(CONV, (32, 32), (3, None, None))
+    assert msg.endswith(
+        "Layers act on a single example, so `x` must have 3 axes, not 2."
+    )
+
+
+def test_name_call_and_hint_are_used():
+    msg = _msg("f", (4, 3), (3,), name="y", call="model", hint="See the FAQ.")
+    assert "`y` of shape (3,)" in msg
+    assert "`jax.vmap(model)(y)`" in msg
+    assert msg.endswith(" See the FAQ.")
+
+
+def test_check_shape_passes_and_raises():
+    check_shape("L", jnp.zeros((3, 4)), (3, None))
+    check_shape("L", jnp.zeros((3, 4)), ("C", 4))
+    with pytest.raises(ValueError, match=re.escape("expected `x` of shape (3, ?)")):
+        check_shape("L", jnp.zeros((4, 4)), (3, None))
+
+
+def test_check_shape_runs_at_trace_time():
+    def f(x):
+        check_shape("L", x, (4,))
+        return x
+
+    with pytest.raises(ValueError, match=r"jax\.vmap\(layer\)\(x\)"):
+        jax.jit(f)(jnp.zeros((2, 4)))
+    assert jax.vmap(jax.jit(f))(jnp.zeros((2, 4))).shape == (2, 4)
+
+
+def test_describe():
+    class Thing:
+        pass
+
+    assert describe(Thing(), a=1, b="scalar") == "Thing(a=1, b='scalar')"
+
+
+def test_describe_prefixes_ecliptic_nn_layers():
+    import ecliptic.nn as enn
+
+    layer = enn.Linear(2, 3, key=jax.random.PRNGKey(0))
+    assert describe(layer, x=1) == "ecliptic.nn.Linear(x=1)"
