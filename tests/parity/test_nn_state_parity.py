@@ -210,3 +210,22 @@ def test_sequential_and_state_markers():
     assert_close(s1, s2)
     k = jr.PRNGKey(5)
     assert_close(ours[0:1](x[0], key=k), theirs[0:1](x[0], key=k))
+
+
+def test_multihead_attention_with_rotary_process_heads():
+    key = jr.PRNGKey(11)
+    ours = nn.MultiheadAttention(2, 8, key=key)
+    theirs = eqx.nn.MultiheadAttention(2, 8, key=key)
+
+    def heads_fn(rope):
+        def process(q, k, v):
+            per_head = jax.vmap(rope, in_axes=1, out_axes=1)
+            return per_head(q), per_head(k), v
+
+        return process
+
+    x = jr.normal(jr.PRNGKey(12), (6, 8))
+    out = ours(x, x, x, process_heads=heads_fn(nn.RotaryPositionalEmbedding(4)))
+    ref = theirs(x, x, x, process_heads=heads_fn(eqx.nn.RotaryPositionalEmbedding(4)))
+    assert_close(out, ref)
+    assert not np.allclose(out, ours(x, x, x))
