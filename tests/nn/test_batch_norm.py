@@ -127,3 +127,51 @@ def test_jit_train_steps_and_dtype(getkey):
     assert out.dtype == jnp.bfloat16
     assert int(state.get(bn.batch_counter)) == 3
     assert state.get(bn.batch_state_index)[0].dtype == jnp.bfloat16
+
+
+def test_stateful_model_trains_with_filtered_transforms(getkey):
+    """The Equinox stateful-training pattern: make_with_state, filter_jit,
+    filter_value_and_grad(has_aux=True) returning the new state."""
+    import ecliptic
+
+    def make(key):
+        k1, k2 = jr.split(key)
+        return nn.Sequential(
+            [
+                nn.Linear(2, 8, key=k1),
+                nn.BatchNorm(8, "batch", mode="batch"),
+                nn.Lambda(jax.nn.tanh),
+                nn.Linear(8, 1, key=k2),
+            ]
+        )
+
+    model, state = nn.make_with_state(make)(getkey())
+    x = jr.normal(getkey(), (32, 2))
+    y = jnp.sin(x[:, :1]) + x[:, 1:] ** 2
+
+    @ecliptic.filter_value_and_grad(has_aux=True)
+    def loss(model, state):
+        out, state = jax.vmap(
+            model, axis_name="batch", in_axes=(0, None), out_axes=(0, None)
+        )(x, state)
+        return jnp.mean((out - y) ** 2), state
+
+    @ecliptic.filter_jit
+    def step(model, state):
+        (value, state), grads = loss(model, state)
+        updates = jax.tree_util.tree_map(lambda g: -0.1 * g, grads)
+        return ecliptic.apply_updates(model, updates), state, value
+
+    losses = []
+    for _ in range(15):
+        model, state, value = step(model, state)
+        losses.append(float(value))
+    assert losses[-1] < 0.7 * losses[0]
+    assert int(state.get(model[1].batch_counter)) == 15
+    out, _ = jax.vmap(
+        nn.inference_mode(model),
+        axis_name="batch",
+        in_axes=(0, None),
+        out_axes=(0, None),
+    )(x, state)
+    assert out.shape == (32, 1)
