@@ -175,3 +175,14 @@ def test_stateful_model_trains_with_filtered_transforms(getkey):
         out_axes=(0, None),
     )(x, state)
     assert out.shape == (32, 1)
+
+
+@pytest.mark.parametrize("mode", ["batch", "ema"])
+def test_inference_needs_no_named_axis(mode, getkey):
+    bn, state = nn.make_with_state(nn.BatchNorm)(3, "batch", mode=mode)
+    x = jr.normal(getkey(), (4, 3))
+    _, state = _run(bn, x, state)
+    clone = jax.tree_util.tree_map(lambda a: a, state)
+    batched, _ = _run(bn, x, state, inference=True)
+    single, _ = nn.inference_mode(bn)(x[1], clone)
+    np.testing.assert_allclose(single, batched[1], rtol=1e-6)
