@@ -170,3 +170,10 @@ def test_repr_and_stateful_default():
     assert "State(" in repr(state)
     assert "Counter.index" in repr(state)
     assert model.is_stateful() is True
+
+
+def test_repr_with_identity_markers():
+    # (Equinox 0.13.8 raises a TypeError here: its markers are not strings.)
+    state = nn.State(Pair(Counter(1.0), Counter(2.0)))
+    text = repr(state)
+    assert "<StateIndex 0>" in text and "<StateIndex 1>" in text
