@@ -186,3 +186,48 @@ def test_inference_needs_no_named_axis(mode, getkey):
     batched, _ = _run(bn, x, state, inference=True)
     single, _ = nn.inference_mode(bn)(x[1], clone)
     np.testing.assert_allclose(single, batched[1], rtol=1e-6)
+
+
+_PMAP_SCRIPT = """
+import jax, jax.numpy as jnp, jax.random as jr, numpy as np
+import ecliptic as eqx
+
+assert len(jax.devices()) == 4, jax.devices()
+bn, state = eqx.nn.make_with_state(eqx.nn.BatchNorm)(3, "dev", mode="batch")
+x = jr.normal(jr.PRNGKey(0), (4, 3, 5))
+clone = jax.tree_util.tree_map(lambda a: a, state)
+p_out, p_state = jax.pmap(
+    lambda x, s: bn(x, s), axis_name="dev", in_axes=(0, None), out_axes=(0, None)
+)(x, state)
+v_out, v_state = jax.vmap(bn, axis_name="dev", in_axes=(0, None), out_axes=(0, None))(
+    x, clone
+)
+np.testing.assert_allclose(p_out, v_out, rtol=1e-5, atol=1e-5)
+for a, b in zip(jax.tree.leaves(p_state), jax.tree.leaves(v_state)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+print("ok")
+"""
+
+
+@pytest.mark.multidevice
+def test_under_pmap_matches_vmap():
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = (
+        os.path.join(root, "src") + os.pathsep + env.get("PYTHONPATH", "")
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _PMAP_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
