@@ -6,7 +6,7 @@ import functools as ft
 import math
 import warnings
 from collections.abc import Callable
-from typing import Any, TYPE_CHECKING
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,12 +15,9 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
 from .._module import field, Module
+from ._dropout import Dropout
+from ._linear import Linear
 from ._normalisation import compute_dtype, default_floating_dtype
-
-
-if TYPE_CHECKING:
-    from ._dropout import Dropout
-    from ._linear import Linear
 
 
 _HINT = (
@@ -151,11 +148,6 @@ class MultiheadAttention(Module):
             mode).
         - `key`: PRNG key for the initialisation.
         """
-        # Imported here so that `ecliptic.nn` imports even while these layers (another
-        # file's) are being written.
-        from ._dropout import Dropout
-        from ._linear import Linear
-
         dtype = default_floating_dtype() if dtype is None else dtype
         qkey, kkey, vkey, okey = jr.split(key, 4)
         key_size = query_size if key_size is None else key_size
