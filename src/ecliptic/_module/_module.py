@@ -231,10 +231,48 @@ def _make_shadow(
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__,
         "_ecliptic_shadow": None,
+        "_ecliptic_fast_shadow": None,
     }
     shadow = type.__new__(mcs, cls.__name__, (cls,), namespace)
     jtu.register_pytree_with_keys(shadow, flatten_with_keys, unflatten)
     return shadow
+
+
+def _construct(cls: Any, args: tuple, kwargs: dict) -> Any:
+    """Instantiation when the fast path does not apply: abstract classes, classes
+    with converters, `__check_init__`, static or `init=False` fields, and classes
+    whose MRO defines `__init_subclass__` (no shadow class)."""
+    __tracebackhide__ = True
+    info: _ClassInfo = cls._ecliptic_info
+    if info.abstract:
+        raise TypeError(_abstract_message(cls))
+    shadow = cls._ecliptic_shadow
+    if shadow is None:
+        obj = _new(cls)
+        key = id(obj)
+        _initialising.add(key)
+        try:
+            cls.__init__(obj, *args, **kwargs)
+        finally:
+            _initialising.discard(key)
+    else:
+        obj = _new(shadow)
+        cls.__init__(obj, *args, **kwargs)
+        _setattr(obj, "__class__", cls)
+        _check_assignments(cls, info, obj)
+    if info.needs_post_init or not obj.__dict__.keys() >= info.names_set:
+        _finish_init(cls, info, obj)
+    return obj
+
+
+def _check_assignments(cls: type, info: _ClassInfo, obj: Any) -> None:
+    """After `__init__` ran on a shadow instance: only declared fields were
+    assigned, and none of them holds a mistake (see `_check_special_value`)."""
+    d = obj.__dict__
+    if d.keys() != info.names_set:
+        _check_assigned_names(cls, info, obj)
+    if not _SPECIAL_VALUE_TYPES.isdisjoint(map(type, d.values())):
+        _check_special_values(obj)
 
 
 def _check_assigned_names(cls: type, info: _ClassInfo, obj: Any) -> None:
@@ -316,39 +354,30 @@ class _ModuleMeta(abc.ABCMeta):
         jtu.register_pytree_with_keys(
             cls, flatten_with_keys, unflatten, flatten_func=flatten
         )
-        cls._ecliptic_shadow = _make_shadow(mcs, cls, flatten_with_keys, unflatten)
+        shadow = _make_shadow(mcs, cls, flatten_with_keys, unflatten)
+        cls._ecliptic_shadow = shadow
+        cls._ecliptic_names = info.names_set
+        fast = not (info.abstract or info.needs_post_init)
+        cls._ecliptic_fast_shadow = shadow if fast else None
         return cls
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        info: _ClassInfo = cls._ecliptic_info
-        if info.abstract:
-            raise TypeError(_abstract_message(cls))
-        shadow = cls._ecliptic_shadow
+        shadow = cls._ecliptic_fast_shadow
         if shadow is None:
-            obj = _new(cls)
-            key = id(obj)
-            _initialising.add(key)
-            try:
-                cls.__init__(obj, *args, **kwargs)
-            finally:
-                _initialising.discard(key)
-        else:
-            # `__init__` runs on an instance of `shadow`, a subclass of `cls` whose
-            # `__setattr__` is `object.__setattr__`; the assignments are then
-            # checked in bulk and the instance becomes a `cls`.
-            obj = _new(shadow)
-            cls.__init__(obj, *args, **kwargs)
-            _setattr(obj, "__class__", cls)
-            d = obj.__dict__
-            if d.keys() != info.names_set:
-                _check_assigned_names(cls, info, obj)
-            for value in d.values():
-                if type(value) in _SPECIAL_VALUE_TYPES:
-                    _check_special_values(obj)
-                    break
-        if info.needs_post_init or not obj.__dict__.keys() >= info.names_set:
-            _finish_init(cls, info, obj)
+            return _construct(cls, args, kwargs)
+        # Fast path. `__init__` runs on an instance of `shadow`, a subclass of `cls`
+        # whose `__setattr__` is `object.__setattr__`; the assignments are then
+        # checked in bulk and the instance becomes a `cls`.
+        obj = _new(shadow)
+        cls.__init__(obj, *args, **kwargs)
+        _setattr(obj, "__class__", cls)
+        d = obj.__dict__
+        if d.keys() != cls._ecliptic_names or not _SPECIAL_VALUE_TYPES.isdisjoint(
+            map(type, d.values())
+        ):
+            _check_assignments(cls, cls._ecliptic_info, obj)
+            _finish_init(cls, cls._ecliptic_info, obj)
         return obj
 
     @property
