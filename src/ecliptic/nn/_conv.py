@@ -13,7 +13,7 @@ from jax import lax
 from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
-from .._module import Module, field
+from .._module import field, Module
 from ._linear import default_floating_dtype, default_init
 
 

@@ -11,8 +11,9 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
+from .._caches import register_cache_clear
 from .._checks import check_shape, describe, format_shape
-from .._module import Module, field
+from .._module import field, Module
 from ._linear import default_floating_dtype
 
 
@@ -129,6 +130,9 @@ def _rope_tables(
         cos = np.asarray(jnp.cos(angles).astype(dtype))
         sin = np.asarray(jnp.sin(angles).astype(dtype))
     return cos, sin
+
+
+register_cache_clear(_rope_tables.cache_clear)
 
 
 def _angles(embedding_size: int, positions: Array, theta: float) -> Array:

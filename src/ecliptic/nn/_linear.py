@@ -11,7 +11,7 @@ import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
-from .._module import Module, field
+from .._module import field, Module
 
 
 _T = TypeVar("_T")

@@ -15,8 +15,9 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
 from .._filters import is_array
-from .._module import Module, field
-from ._linear import Linear, _check_features, default_floating_dtype
+from .._module import field, Module
+from .._vmap_pmap import filter_vmap
+from ._linear import _check_features, default_floating_dtype, Linear
 
 
 def _identity(x: Any) -> Any:
@@ -39,20 +40,9 @@ def _select(fn: Callable, index: int | Array) -> Callable:
     return jtu.tree_map(lambda x: x[index] if is_array(x) else x, fn)
 
 
-def _map_neurons(fn: Callable, x: Array) -> Array:
-    """`fn` applied to each entry of `x`, the i-th with the i-th parameters of `fn`."""
-    leaves, treedef = jtu.tree_flatten(fn)
-    where = [is_array(leaf) for leaf in leaves]
-    arrays = [leaf for leaf, w in zip(leaves, where, strict=True) if w]
-
-    def one(arrays: list[Array], xi: Array) -> Array:
-        it = iter(arrays)
-        rebuilt = [
-            next(it) if w else leaf for leaf, w in zip(leaves, where, strict=True)
-        ]
-        return jtu.tree_unflatten(treedef, rebuilt)(xi)
-
-    return jax.vmap(one)(arrays, x)
+# `fn(x)` for each entry of `x`, the i-th with the i-th parameters of `fn`: array
+# leaves of `fn` and `x` are mapped over their first axis, anything else is static.
+_map_neurons = filter_vmap(lambda fn, x: fn(x))
 
 
 class MLP(Module):
