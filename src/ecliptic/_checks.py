@@ -11,8 +11,10 @@ Every `nn` layer acts on a single example. Layers call [`check_shape`][] at trac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 
 Dim = int | str | None
@@ -171,7 +173,7 @@ def shape_error(
 
 
 def check_shape(
-    subject: str,
+    subject: str | Callable[[], str],
     x: Any,
     expected: Sequence[Dim],
     *,
@@ -183,12 +185,13 @@ def check_shape(
     """Raises [`shape_error`][] unless `x.shape` matches `expected`.
 
     Only the static shape is read, so this costs nothing once traced. See
-    [`shape_error`][] for the arguments.
+    [`shape_error`][] for the arguments; `subject` may also be a function returning
+    the subject, called only to word an error.
     """
-    shape = tuple(x.shape)
+    shape = tuple(np.shape(x))
     if not _matches(shape, expected):
         raise shape_error(
-            subject,
+            subject() if callable(subject) else subject,
             shape,
             expected,
             name=name,

@@ -114,7 +114,7 @@ def _check_input(layer: Any, x: Array) -> None:
             "example with `jnp.moveaxis(x, -1, 0)`."
         )
     check_shape(
-        layer._subject(),
+        layer._subject,
         x,
         (c,) + (None,) * n,
         axis_names=(f"in_channels={c}",) + (None,) * n,

@@ -1,7 +1,5 @@
 """`Embedding` (a lookup table) and `RotaryPositionalEmbedding` (RoPE)."""
 
-from __future__ import annotations
-
 import functools as ft
 from typing import Any
 
@@ -100,19 +98,22 @@ class Embedding(Module):
         **Returns:** the `x`-th row of the table, of shape `(embedding_size,)`.
         """
         del key
-        subject = describe(
+        dtype = jnp.result_type(x)
+        if not jnp.issubdtype(dtype, jnp.integer):
+            raise TypeError(
+                f"{self._subject()} expected an integer index `x`, but got dtype "
+                f"{dtype}. "
+                "Cast it with `x.astype(jnp.int32)`."
+            )
+        check_shape(self._subject, jnp.asarray(x), ())
+        return self.weight[x]
+
+    def _subject(self) -> str:
+        return describe(
             self,
             num_embeddings=self.num_embeddings,
             embedding_size=self.embedding_size,
         )
-        dtype = jnp.result_type(x)
-        if not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(
-                f"{subject} expected an integer index `x`, but got dtype {dtype}. "
-                "Cast it with `x.astype(jnp.int32)`."
-            )
-        check_shape(subject, jnp.asarray(x), ())
-        return self.weight[x]
 
 
 @ft.lru_cache(maxsize=64)
@@ -184,6 +185,9 @@ class RotaryPositionalEmbedding(Module):
         angles = _angles(embedding_size, jnp.arange(float(end)), theta)
         return jnp.cos(angles).astype(dtype), jnp.sin(angles).astype(dtype)
 
+    def _subject(self) -> str:
+        return describe(self, embedding_size=self.embedding_size, theta=self.theta)
+
     @jax.named_scope("ecliptic.nn.RotaryPositionalEmbedding")
     def __call__(
         self,
@@ -204,9 +208,8 @@ class RotaryPositionalEmbedding(Module):
         of `x`.
         """
         del key
-        subject = describe(self, embedding_size=self.embedding_size, theta=self.theta)
         check_shape(
-            subject,
+            self._subject,
             x,
             ("seq_length", self.embedding_size),
             axis_names=(None, f"embedding_size={self.embedding_size}"),
@@ -215,8 +218,8 @@ class RotaryPositionalEmbedding(Module):
         if isinstance(offset, (int, np.integer)) and not isinstance(offset, bool):
             if offset < 0:
                 raise ValueError(
-                    f"{subject} got offset={offset}, but `offset` is the position of "
-                    "the first row and must be >= 0."
+                    f"{self._subject()} got offset={offset}, but `offset` is the "
+                    "position of the first row and must be >= 0."
                 )
             # Round the table up to a power of two so that growing sequences (or
             # offsets) reuse it; the values do not depend on the table's length.

@@ -121,13 +121,14 @@ class Linear(Module):
         `out_features="scalar"`).
         """
         del key
-        x = jnp.asarray(x)
+        if not isinstance(x, jax.Array):
+            x = jnp.asarray(x)
         if self.in_features == "scalar":
-            check_shape(self._subject(), x, ())
+            check_shape(self._subject, x, ())
             x = jnp.reshape(x, (1,))
         else:
             check_shape(
-                self._subject(),
+                self._subject,
                 x,
                 (self.in_features,),
                 axis_names=(f"in_features={self.in_features}",),

@@ -146,6 +146,8 @@ class MLP(Module):
         `out_size="scalar"`).
         """
         del key
+        if not isinstance(x, jax.Array):
+            x = jnp.asarray(x)
         self._check_input(x)
         if self.depth == 0:
             x = self.layers[0](x)
@@ -169,15 +171,17 @@ class MLP(Module):
         return _map_neurons(self.final_activation, x)
 
     def _check_input(self, x: Array) -> None:
-        subject = describe(
-            self,
-            in_size=self.in_size,
-            out_size=self.out_size,
-            width_size=self.width_size,
-            depth=self.depth,
-        )
+        def subject() -> str:
+            return describe(
+                self,
+                in_size=self.in_size,
+                out_size=self.out_size,
+                width_size=self.width_size,
+                depth=self.depth,
+            )
+
         if self.in_size == "scalar":
-            check_shape(subject, jnp.asarray(x), ())
+            check_shape(subject, x, ())
         else:
             names = (f"in_size={self.in_size}",)
-            check_shape(subject, jnp.asarray(x), (self.in_size,), axis_names=names)
+            check_shape(subject, x, (self.in_size,), axis_names=names)

@@ -104,7 +104,7 @@ class Pool(Module):
 
     def _check_input(self, x: Array) -> None:
         n = self.num_spatial_dims
-        check_shape(self._subject(), x, ("channels",) + (None,) * n)
+        check_shape(self._subject, x, ("channels",) + (None,) * n)
         for i, (size, (lo, hi), k) in enumerate(
             zip(x.shape[1:], self.padding, self.kernel_size, strict=True)
         ):
@@ -391,6 +391,9 @@ class AdaptivePool(Module):
             )
         self.operation = operation
 
+    def _subject(self) -> str:
+        return describe(self, target_shape=self.target_shape)
+
     @jax.named_scope("ecliptic.nn.AdaptivePool")
     def __call__(self, x: Array, *, key: PRNGKeyArray | None = None) -> Array:
         """**Arguments:**
@@ -402,14 +405,13 @@ class AdaptivePool(Module):
         **Returns:** an array of shape `(channels, *target_shape)`.
         """
         del key
-        subject = describe(self, target_shape=self.target_shape)
         n = len(self.target_shape)
-        check_shape(subject, x, ("channels",) + (None,) * n)
+        check_shape(self._subject, x, ("channels",) + (None,) * n)
         if any(s < t for s, t in zip(x.shape[1:], self.target_shape, strict=True)):
             raise ValueError(
-                f"{subject} got `x` of shape {tuple(x.shape)}, but every spatial size "
-                f"must be at least the target size {self.target_shape}. Use a smaller "
-                "target_shape or a larger input."
+                f"{self._subject()} got `x` of shape {tuple(x.shape)}, but every "
+                f"spatial size must be at least the target size {self.target_shape}. "
+                "Use a smaller target_shape or a larger input."
             )
         for axis, target in enumerate(self.target_shape, start=1):
             x = jnp.moveaxis(x, axis, -1)
