@@ -126,3 +126,16 @@ def test_describe_prefixes_ecliptic_nn_layers():
 
     layer = enn.Linear(2, 3, key=jax.random.PRNGKey(0))
     assert describe(layer, x=1) == "ecliptic.nn.Linear(x=1)"
+
+
+def test_dtype_error_wording():
+    from ecliptic._checks import dtype_error
+
+    err = dtype_error("L(a=1)", jnp.float32, jnp.bfloat16)
+    assert isinstance(err, TypeError)
+    msg = str(err)
+    assert msg.startswith(
+        "L(a=1) has float32 parameters, but got `x` of dtype bfloat16."
+    )
+    assert "`x.astype(jnp.float32)`" in msg
+    assert "`dtype=jnp.bfloat16`" in msg

@@ -215,3 +215,24 @@ def describe(obj: Any, **config: Any) -> str:
     module = type(obj).__module__
     prefix = "ecliptic.nn." if module.startswith("ecliptic.nn") else ""
     return f"{prefix}{type(obj).__name__}({args})"
+
+
+def dtype_error(subject: str, param_dtype: Any, x_dtype: Any, *, name: str = "x"):
+    """Builds the `TypeError` for an input whose dtype does not match the layer's
+    parameters (where JAX would not, or under strict promotion may not, mix them).
+
+    **Arguments:**
+
+    - `subject`: the layer with its configuration.
+    - `param_dtype`: the dtype of the layer's parameters.
+    - `x_dtype`: the dtype of the input.
+    - `name`: the argument's name, shown in backticks.
+
+    **Returns:** the `TypeError` (the caller raises it).
+    """
+    p, x = np.dtype(param_dtype).name, np.dtype(x_dtype).name
+    return TypeError(
+        f"{subject} has {p} parameters, but got `{name}` of dtype {x}. Cast the "
+        f"input with `{name}.astype(jnp.{p})`, or build the layer with "
+        f"`dtype=jnp.{x}`."
+    )

@@ -12,7 +12,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, PRNGKeyArray
 
-from .._checks import check_shape, describe
+from .._checks import check_shape, describe, dtype_error
 from .._module import field, Module
 from ._linear import default_floating_dtype, default_init
 
@@ -120,6 +120,9 @@ def _check_input(layer: Any, x: Array) -> None:
         axis_names=(f"in_channels={c}",) + (None,) * n,
         hint=hint,
     )
+    if x.dtype != layer.weight.dtype:
+        # `lax.conv_general_dilated` needs equal dtypes under any promotion mode.
+        raise dtype_error(layer._subject(), layer.weight.dtype, x.dtype)
 
 
 def _check_spatial(layer: Any, shape: tuple[int, ...], padding: Any) -> None:

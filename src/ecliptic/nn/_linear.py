@@ -8,9 +8,10 @@ from typing import Any, Literal, TypeVar
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+from jax.dtypes import TypePromotionError
 from jaxtyping import Array, PRNGKeyArray
 
-from .._checks import check_shape, describe
+from .._checks import check_shape, describe, dtype_error
 from .._module import field, Module
 
 
@@ -133,7 +134,10 @@ class Linear(Module):
                 (self.in_features,),
                 axis_names=(f"in_features={self.in_features}",),
             )
-        y = self.weight @ x
+        try:
+            y = self.weight @ x
+        except TypePromotionError as e:  # strict promotion and mixed dtypes
+            raise dtype_error(self._subject(), self.weight.dtype, x.dtype) from e
         if self.bias is not None:
             y = y + self.bias
         if self.out_features == "scalar":
