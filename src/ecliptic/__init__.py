@@ -76,8 +76,18 @@ from ._vmap_pmap import (
 )
 
 # -- _serialisation.py --
+from ._serialisation import (
+    CheckpointError as CheckpointError,
+    default_deserialise_filter_spec as default_deserialise_filter_spec,
+    default_serialise_filter_spec as default_serialise_filter_spec,
+    load_with_hyperparameters as load_with_hyperparameters,
+    save_with_hyperparameters as save_with_hyperparameters,
+    tree_deserialise_leaves as tree_deserialise_leaves,
+    tree_serialise_leaves as tree_serialise_leaves,
+)
 
 # -- nn re-exports at top level --
+from .nn import inference_mode as tree_inference  # noqa: F401 (Equinox alias)
 
 
 __version__ = "0.1.0"

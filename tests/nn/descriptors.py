@@ -194,3 +194,125 @@ _core("PReLU", lambda k, d: enn.PReLU(jnp.full((2, 1), 0.3, d)), (2, 3), None, N
 
 
 # -- normalisation, attention, rnn, stateful, shared, RoPE --
+
+
+def _normal(*shapes):
+    """`inputs(key, dtype)` drawing one standard-normal array per shape."""
+
+    def inputs(key, dtype):
+        import jax.random as jr
+
+        keys = jr.split(key, len(shapes))
+        return tuple(
+            jr.normal(k, s, dtype=dtype) for k, s in zip(keys, shapes, strict=True)
+        )
+
+    return inputs
+
+
+def _lstm_inputs(x_shape, hidden_size):
+    def inputs(key, dtype):
+        x, h, c = _normal(x_shape, (hidden_size,), (hidden_size,))(key, dtype)
+        return (x, (h, c))
+
+    return inputs
+
+
+def _nn():
+    import ecliptic.nn as nn
+
+    return nn
+
+
+ROWS += [
+    Descriptor(
+        name="LayerNorm",
+        make=lambda key, dtype: _nn().LayerNorm((3, 4), dtype=dtype),
+        inputs=_normal((3, 4)),
+        wrong_input=_normal((2, 3, 4)),
+        wrong_match=r"expected `x` of shape \(3, 4\), but got shape \(2, 3, 4\)",
+    ),
+    Descriptor(
+        name="RMSNorm",
+        make=lambda key, dtype: _nn().RMSNorm(4, dtype=dtype),
+        inputs=_normal((4,)),
+        wrong_input=_normal((5, 4)),
+        wrong_match=r"expected `x` of shape \(4,\), but got shape \(5, 4\)",
+    ),
+    Descriptor(
+        name="GroupNorm",
+        make=lambda key, dtype: _nn().GroupNorm(2, 4, dtype=dtype),
+        inputs=_normal((4, 3)),
+        wrong_input=_normal((3, 4, 3)),
+        wrong_match=r"Axis 0 must be channels=4, not 3",
+    ),
+    Descriptor(
+        name="BatchNorm",
+        make=lambda key, dtype: _nn().BatchNorm(3, "batch", mode="batch", dtype=dtype),
+        inputs=_normal((3, 5)),
+        stateful=True,
+        axis_name="batch",
+        wrong_input=_normal((4, 5)),
+        wrong_match=r"Axis 0 must be input_size=3, not 4",
+    ),
+    Descriptor(
+        name="BatchNorm-ema",
+        make=lambda key, dtype: _nn().BatchNorm(3, "batch", mode="ema", dtype=dtype),
+        inputs=_normal((3,)),
+        stateful=True,
+        axis_name="batch",
+        wrong_input=_normal((2, 3)),
+        wrong_match=r"Axis 0 must be input_size=3, not 2",
+    ),
+    Descriptor(
+        name="MultiheadAttention",
+        make=lambda key, dtype: _nn().MultiheadAttention(2, 8, dtype=dtype, key=key),
+        inputs=_normal((4, 8), (6, 8), (6, 8)),
+        wrong_input=_normal((2, 4, 8), (6, 8), (6, 8)),
+        wrong_match=r"expected `query` of shape \(q_seq, 8\), but got shape "
+        r"\(2, 4, 8\)",
+    ),
+    Descriptor(
+        name="MultiheadAttention-dropout",
+        make=lambda key, dtype: _nn().MultiheadAttention(
+            2, 4, key_size=3, value_size=5, dropout_p=0.2, dtype=dtype, key=key
+        ),
+        inputs=_normal((4, 4), (6, 3), (6, 5)),
+        needs_key=True,
+        wrong_input=_normal((4, 4), (6, 3), (2, 6, 5)),
+        wrong_match=r"expected `value` of shape \(6, 5\), but got shape \(2, 6, 5\)",
+    ),
+    Descriptor(
+        name="GRUCell",
+        make=lambda key, dtype: _nn().GRUCell(3, 4, dtype=dtype, key=key),
+        inputs=_normal((3,), (4,)),
+        wrong_input=_normal((2, 3), (4,)),
+        wrong_match=r"expected `input` of shape \(3,\), but got shape \(2, 3\)",
+    ),
+    Descriptor(
+        name="LSTMCell",
+        make=lambda key, dtype: _nn().LSTMCell(3, 4, dtype=dtype, key=key),
+        inputs=_lstm_inputs((3,), 4),
+        wrong_input=_lstm_inputs((2, 3), 4),
+        wrong_match=r"expected `input` of shape \(3,\), but got shape \(2, 3\)",
+    ),
+    Descriptor(
+        name="SpectralNorm",
+        make=lambda key, dtype: _nn().SpectralNorm(
+            _nn().Linear(4, 3, dtype=dtype, key=key), "weight", key=key
+        ),
+        inputs=_normal((4,)),
+        stateful=True,
+        wrong_input=_normal((2, 4)),
+        wrong_match=r"expected `x` of shape \(4,\)",
+    ),
+    Descriptor(
+        name="WeightNorm",
+        make=lambda key, dtype: _nn().WeightNorm(
+            _nn().Linear(4, 3, dtype=dtype, key=key)
+        ),
+        inputs=_normal((4,)),
+        wrong_input=_normal((2, 4)),
+        wrong_match=r"expected `x` of shape \(4,\)",
+    ),
+]

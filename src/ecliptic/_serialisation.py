@@ -1,0 +1,526 @@
+"""Saving and loading the leaves of a PyTree, in the reference's file format.
+
+The format: one raw `.npy` record per saved leaf, in depth-first key-path order, with
+no names or tree structure (the structure comes from `like` at load time). ecliptic
+adds one trailing `.npy` record with a checksum (ignored by Equinox, see
+`_checkpoint.py`), saves atomically, and validates every record before returning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+from jaxtyping import PyTree
+
+from ._checkpoint import (
+    atomic_open,
+    check_end,
+    CheckpointError,
+    HashingReader,
+    HashingWriter,
+    is_path,
+    is_trailer,
+    is_trailer_header,
+    read_record_data,
+    read_record_header,
+    with_suffix,
+    write_record,
+    write_trailer,
+)
+from ._filters import is_array, is_array_like
+
+
+__all__ = [
+    "CheckpointError",
+    "default_deserialise_filter_spec",
+    "default_serialise_filter_spec",
+    "load_with_hyperparameters",
+    "save_with_hyperparameters",
+    "tree_deserialise_leaves",
+    "tree_serialise_leaves",
+]
+
+_PY_SCALARS = (bool, int, float, complex)
+# Record dtype kinds accepted for a Python scalar in `like` (checked in this order).
+_SCALAR_KINDS = ((bool, "b"), (int, "iu"), (float, "f"), (complex, "c"))
+
+
+def _keystr(path: tuple) -> str:
+    return jtu.keystr(path) if path else "(the root)"
+
+
+def _describe(shape: Any, dtype: Any) -> str:
+    return f"shape {tuple(shape)} and dtype {np.dtype(dtype)}"
+
+
+# ---------------------------------------------------------------------------------
+# Default filter specs.
+# ---------------------------------------------------------------------------------
+
+
+def default_serialise_filter_spec(f: Any, x: Any) -> None:
+    """The default `filter_spec` of [`ecliptic.tree_serialise_leaves`][].
+
+    JAX arrays, NumPy arrays, NumPy scalars and Python `bool`/`int`/`float`/`complex`
+    are written as one `.npy` record each (exactly the bytes `np.save` writes;
+    `bfloat16` and other `ml_dtypes` types are stored as raw void records). Every
+    other leaf (functions, strings, `None`...) is skipped.
+
+    Extend it to customise saving, for example to skip JAX arrays:
+
+    ```python
+    def spec(f, x):
+        if isinstance(x, jax.Array):
+            return None
+        return ecliptic.default_serialise_filter_spec(f, x)
+    ```
+
+    **Arguments:**
+
+    - `f`: a binary file-like object open for writing.
+    - `x`: the leaf to save.
+
+    **Returns:** `None`.
+    """
+    if isinstance(x, jax.Array):
+        arr = np.asarray(x)
+    elif isinstance(x, (np.ndarray, np.generic, *_PY_SCALARS)):
+        arr = np.asanyarray(x)
+    elif is_array_like(x):
+        arr = np.asarray(jnp.asarray(x))
+    else:
+        return None
+    write_record(f, arr)
+    return None
+
+
+def _tell(f: Any) -> int | None:
+    try:
+        return int(f.tell())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _next_record(f: Any, want: Callable[[], str]) -> tuple[tuple, np.ndarray | None]:
+    """Reads the next record header; raises if the saved leaves have run out (end of
+    file, or the trailer). For a trailer-shaped record, its data is read too."""
+    start = _tell(f)
+    header = read_record_header(f)
+    data = None
+    if header is not None and is_trailer_header(header):
+        data = read_record_data(f, *header)
+        if is_trailer(f, data, start):
+            header = None
+    if header is None:
+        raise CheckpointError(
+            f"expected a record for {want()}, but the saved leaves ended: `like` has "
+            "more leaves than the saved tree, or the file is truncated"
+        )
+    return header, data
+
+
+def _read_array(f: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """Reads one record that must hold exactly `shape` and `dtype`."""
+    expected = np.dtype(dtype)
+    header, data = _next_record(f, lambda: _describe(shape, expected))
+    found, found_shape, fortran = header
+    if found != expected and found.kind == "V" and found.names is None:
+        # ml_dtypes types (bfloat16, float8...) are saved as raw void records.
+        if expected.kind == "V" and expected.itemsize == found.itemsize:
+            found = expected
+    native = found.newbyteorder("=") if found.byteorder not in "=|" else found
+    if native != expected or tuple(found_shape) != tuple(shape):
+        raise CheckpointError(
+            f"expected {_describe(shape, expected)}, but the file holds "
+            f"{_describe(found_shape, header[0])}. Build `like` with the same "
+            "hyperparameters and dtypes as the saved model"
+        )
+    arr = read_record_data(f, found, found_shape, fortran) if data is None else data
+    if arr.dtype != expected:
+        arr = arr.astype(expected)
+    return arr
+
+
+def _read_scalar(f: Any, x: bool | int | float | complex) -> Any:
+    kinds = next(k for t, k in _SCALAR_KINDS if isinstance(x, t))
+    header, _ = _next_record(f, lambda: f"a Python {type(x).__name__}")
+    dtype, shape, fortran = header
+    if shape != () or dtype.kind not in kinds:
+        raise CheckpointError(
+            f"expected a Python {type(x).__name__} (a 0-d record of kind "
+            f"{kinds!r}), but the file holds {_describe(shape, dtype)}. Build `like` "
+            "with the same hyperparameters as the saved model"
+        )
+    return type(x)(read_record_data(f, dtype, shape, fortran).item())
+
+
+def _to_jax(arr: np.ndarray, like: Any) -> jax.Array:
+    sharding = getattr(like, "sharding", None)
+    if isinstance(sharding, jax.sharding.Sharding) and not isinstance(
+        sharding, jax.sharding.SingleDeviceSharding
+    ):
+        return jax.device_put(arr, sharding)
+    return jax.device_put(arr)
+
+
+def default_deserialise_filter_spec(f: Any, x: Any) -> Any:
+    """The default `filter_spec` of [`ecliptic.tree_deserialise_leaves`][].
+
+    For each leaf `x` of `like`: a JAX array or `jax.ShapeDtypeStruct` loads a JAX
+    array (placed with `x`'s sharding when that spans several devices); a NumPy array
+    loads a NumPy array; a NumPy scalar or Python `bool`/`int`/`float`/`complex` loads
+    a value of the same type. Any other leaf is returned unchanged and reads nothing.
+
+    The record's header is checked against `x` before its data is read: a different
+    shape, dtype or kind raises [`ecliptic.CheckpointError`][].
+
+    **Arguments:**
+
+    - `f`: a binary file-like object open for reading.
+    - `x`: the leaf of `like` to load.
+
+    **Returns:** the loaded leaf.
+    """
+    if isinstance(x, (jax.Array, jax.ShapeDtypeStruct)):
+        return _to_jax(_read_array(f, x.shape, x.dtype), x)
+    if isinstance(x, np.ndarray):
+        return _read_array(f, x.shape, x.dtype)
+    if isinstance(x, np.generic):
+        return _read_array(f, (), x.dtype)[()]
+    if isinstance(x, _PY_SCALARS):
+        return _read_scalar(f, x)
+    if is_array_like(x):
+        y = jnp.asarray(x)
+        return _to_jax(_read_array(f, y.shape, y.dtype), y)
+    return x
+
+
+# ---------------------------------------------------------------------------------
+# Walking `filter_spec` and the tree together.
+# ---------------------------------------------------------------------------------
+
+
+def _map_with_spec(
+    fn: Callable[[Any, tuple, Any], Any],
+    filter_spec: Any,
+    tree: PyTree,
+    is_leaf: Callable[[Any], bool] | None,
+) -> PyTree:
+    """Calls `fn(spec, path, leaf)` on every leaf, depth-first left-to-right, where
+    `spec` is the callable of `filter_spec` (a prefix of `tree`) above that leaf."""
+    spec_leaves, spec_def = jtu.tree_flatten_with_path(filter_spec)
+    try:
+        subtrees = spec_def.flatten_up_to(tree)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"`filter_spec` must be a callable or a PyTree prefix of the tree, with "
+            f"structure {spec_def}; it does not match the tree ({e}). Pass one "
+            "callable, or a tree of callables shaped like the tree's top levels."
+        ) from None
+    out = []
+    for (spec_path, spec), subtree in zip(spec_leaves, subtrees, strict=True):
+        leaves, sub_def = jtu.tree_flatten_with_path(subtree, is_leaf)
+        new = [fn(spec, spec_path + path, leaf) for path, leaf in leaves]
+        out.append(sub_def.unflatten(new))
+    return spec_def.unflatten(out)
+
+
+def _source(path_or_file: Any) -> str:
+    if is_path(path_or_file):
+        return f"'{with_suffix(path_or_file)}'"
+    name = getattr(path_or_file, "name", None)
+    return f"'{name}'" if isinstance(name, str) else f"<{type(path_or_file).__name__}>"
+
+
+def _load_leaf(reader: HashingReader, source: str) -> Callable[[Any, tuple, Any], Any]:
+    def load(spec: Any, path: tuple, leaf: Any) -> Any:
+        offset = reader.tell()
+        try:
+            return spec(reader, leaf)
+        except Exception as e:
+            detail = str(e) if isinstance(e, CheckpointError) else repr(e)
+            raise CheckpointError(
+                f"Checkpoint {source}: could not load leaf `{_keystr(path)}` of "
+                f"`like` (record at byte {offset}): {detail}.",
+                path=path,
+            ) from e
+
+    return load
+
+
+def _array_impl_type() -> type:
+    with jax.ensure_compile_time_eval():
+        return type(jnp.zeros(()))
+
+
+def _difference(new: Any, old: Any, expected_type: type) -> str | None:
+    if type(new) is not expected_type:
+        return f"type {expected_type.__name__}, but got {type(new).__name__}"
+    if isinstance(new, (np.ndarray, jax.Array)):
+        old_shape, old_dtype = getattr(old, "shape", None), getattr(old, "dtype", None)
+        if new.shape != old_shape or new.dtype != old_dtype:
+            return (
+                f"{_describe(old_shape, old_dtype)}, but got "
+                f"{_describe(new.shape, new.dtype)}"
+            )
+    return None
+
+
+def _check_same(out: PyTree, like: PyTree, is_leaf: Any, source: str) -> None:
+    """What a custom `filter_spec` returned must match `like` in type, shape, dtype."""
+    array_impl = None
+    like_leaves, treedef = jtu.tree_flatten_with_path(like, is_leaf)
+    for (path, old), new in zip(like_leaves, treedef.flatten_up_to(out), strict=True):
+        if isinstance(old, jax.ShapeDtypeStruct):
+            array_impl = array_impl or _array_impl_type()
+            expected_type = array_impl
+        elif (
+            is_array_like(old)
+            and not is_array(old)
+            and not isinstance(old, _PY_SCALARS)
+        ):
+            continue  # objects with __jax_array__ load as JAX arrays
+        else:
+            expected_type = type(old)
+        problem = _difference(new, old, expected_type)
+        if problem is not None:
+            raise CheckpointError(
+                f"Checkpoint {source}: the loaded leaf `{_keystr(path)}` should "
+                f"have {problem}. Make the `filter_spec` return leaves like `like`'s.",
+                path=path,
+            )
+
+
+# ---------------------------------------------------------------------------------
+# Public entry points.
+# ---------------------------------------------------------------------------------
+
+
+def _save(path_or_file: Any, body: Callable[[HashingWriter], None]) -> None:
+    if is_path(path_or_file):
+        with atomic_open(with_suffix(path_or_file)) as raw:
+            writer = HashingWriter(raw)
+            body(writer)
+            write_trailer(writer)
+    else:
+        writer = HashingWriter(path_or_file)
+        body(writer)
+        write_trailer(writer)
+
+
+def _load(path_or_file: Any, body: Callable[[HashingReader, str], Any]) -> Any:
+    source = _source(path_or_file)
+    if is_path(path_or_file):
+        with open(with_suffix(path_or_file), "rb") as raw:
+            reader = HashingReader(raw)
+            out = body(reader, source)
+            check_end(reader, source)
+    else:
+        reader = HashingReader(path_or_file)
+        out = body(reader, source)
+        check_end(reader, source)
+    return out
+
+
+def _write_tree(
+    writer: HashingWriter, pytree: PyTree, filter_spec: Any, is_leaf: Any
+) -> None:
+    def save(spec: Any, path: tuple, leaf: Any) -> None:
+        try:
+            spec(writer, leaf)
+        except Exception as e:
+            if hasattr(e, "add_note"):
+                e.add_note(f"(while saving the leaf at `{_keystr(path)}`)")
+            raise
+
+    _map_with_spec(save, filter_spec, pytree, is_leaf)
+
+
+def tree_serialise_leaves(
+    path_or_file: str | os.PathLike | Any,
+    pytree: PyTree,
+    filter_spec: Any = default_serialise_filter_spec,
+    is_leaf: Callable[[Any], bool] | None = None,
+) -> None:
+    """Saves the leaves of a PyTree to a file, in Equinox's format.
+
+    Leaves are written in depth-first order as raw `.npy` records (see
+    [`ecliptic.default_serialise_filter_spec`][]); the tree structure is not saved,
+    so loading needs a `like` tree. A path with no suffix gets `.eqx` appended.
+
+    Saving to a path is atomic: the data goes to a temporary file in the same
+    directory, which is synced and renamed over the target. If saving fails or is
+    interrupted, the previous file is left intact and the temporary file is removed.
+    A trailing checksum record lets [`ecliptic.tree_deserialise_leaves`][] detect
+    corruption; Equinox ignores it.
+
+    **Arguments:**
+
+    - `path_or_file`: a path, or a binary file-like object open for writing.
+    - `pytree`: the PyTree whose leaves are saved.
+    - `filter_spec`: a callable `(file, leaf) -> None` that saves a leaf (or does
+        nothing), or a PyTree prefix of `pytree` holding such callables.
+    - `is_leaf`: called on every node of `pytree`; `True` makes it a leaf.
+
+    **Returns:** `None`.
+    """
+    _save(path_or_file, lambda w: _write_tree(w, pytree, filter_spec, is_leaf))
+
+
+def _read_tree(
+    reader: HashingReader, source: str, like: PyTree, filter_spec: Any, is_leaf: Any
+) -> PyTree:
+    out = _map_with_spec(_load_leaf(reader, source), filter_spec, like, is_leaf)
+    _check_same(out, like, is_leaf, source)
+    return out
+
+
+def tree_deserialise_leaves(
+    path_or_file: str | os.PathLike | Any,
+    like: PyTree,
+    filter_spec: Any = default_deserialise_filter_spec,
+    is_leaf: Callable[[Any], bool] | None = None,
+) -> PyTree:
+    """Loads the leaves of a PyTree from a file written by
+    [`ecliptic.tree_serialise_leaves`][] (or by Equinox).
+
+    `like` gives the structure, and the type, shape and dtype of every leaf; it may
+    hold `jax.ShapeDtypeStruct`s (from `filter_eval_shape`/`jax.eval_shape`) so that
+    no throwaway arrays are allocated. `like` is never modified.
+
+    Everything is read and checked before anything is returned: a truncated or
+    corrupt file, a leaf whose shape, dtype or kind differs from `like`, data after
+    the last leaf, or a checksum mismatch raises [`ecliptic.CheckpointError`][],
+    naming the leaf's key path and the expected versus found shape and dtype.
+
+    **Arguments:**
+
+    - `path_or_file`: a path (`.eqx` is appended if it has no suffix), or a binary
+        file-like object open for reading.
+    - `like`: a PyTree with the structure and leaf types of the saved tree.
+    - `filter_spec`: a callable `(file, leaf) -> new_leaf`, or a PyTree prefix of
+        `like` holding such callables.
+    - `is_leaf`: called on every node of `like`; `True` makes it a leaf.
+
+    **Returns:** a PyTree like `like`, with the loaded leaves in place.
+    """
+    return _load(
+        path_or_file,
+        lambda r, source: _read_tree(r, source, like, filter_spec, is_leaf),
+    )
+
+
+# ---------------------------------------------------------------------------------
+# Recipe: hyperparameters (a JSON header line) + weights in one file.
+# ---------------------------------------------------------------------------------
+
+_MAX_JSON_LINE = 1 << 24
+
+
+def _abstract(make: Callable[..., PyTree], hyperparameters: dict) -> PyTree:
+    """`make(**hyperparameters)` with array leaves as `jax.ShapeDtypeStruct`s."""
+    box = {}
+
+    def arrays_only() -> list:
+        leaves, treedef = jtu.tree_flatten(make(**hyperparameters))
+        box["treedef"], box["leaves"] = treedef, leaves
+        return [x if is_array(x) else None for x in leaves]
+
+    shapes = jax.eval_shape(arrays_only)
+    leaves = [
+        s if s is not None else x for s, x in zip(shapes, box["leaves"], strict=True)
+    ]
+    return jtu.tree_unflatten(box["treedef"], leaves)
+
+
+def save_with_hyperparameters(
+    path_or_file: str | os.PathLike | Any,
+    hyperparameters: dict[str, Any],
+    pytree: PyTree,
+    filter_spec: Any = default_serialise_filter_spec,
+    is_leaf: Callable[[Any], bool] | None = None,
+) -> None:
+    """Saves `hyperparameters` as a JSON first line, then the leaves of `pytree`.
+
+    This is the file layout of Equinox's documented recipe, so files from that recipe
+    load with [`ecliptic.load_with_hyperparameters`][]. Saving to a path is atomic,
+    and the checksum trailer covers the JSON line too.
+
+    **Arguments:**
+
+    - `path_or_file`: a path (`.eqx` appended if it has no suffix) or a binary file.
+    - `hyperparameters`: a JSON-serialisable dict of keyword arguments that rebuild
+        the model, for example `{"in_size": 2, "width_size": 8}`.
+    - `pytree`: the model (or any PyTree) whose leaves are saved.
+    - `filter_spec`, `is_leaf`: as for [`ecliptic.tree_serialise_leaves`][].
+
+    **Returns:** `None`.
+    """
+    if not isinstance(hyperparameters, dict):
+        raise TypeError(
+            "`hyperparameters` must be a dict of keyword arguments, but got "
+            f"{type(hyperparameters).__name__}. Pass e.g. {{'width_size': 8}}."
+        )
+    line = (json.dumps(hyperparameters) + "\n").encode()
+
+    def body(w: HashingWriter) -> None:
+        w.write(line)
+        _write_tree(w, pytree, filter_spec, is_leaf)
+
+    _save(path_or_file, body)
+
+
+def _read_hyperparameters(reader: HashingReader, source: str) -> dict[str, Any]:
+    line = reader.readline(_MAX_JSON_LINE)
+    try:
+        if not line.endswith(b"\n"):
+            raise ValueError("the first line does not end with a newline")
+        hyperparameters = json.loads(line.decode())
+        if not isinstance(hyperparameters, dict):
+            raise ValueError(f"it holds a {type(hyperparameters).__name__}")
+    except ValueError as e:  # includes JSON and Unicode decode errors
+        raise CheckpointError(
+            f"Checkpoint {source}: expected a first line holding a JSON dict of "
+            f"hyperparameters, but could not read one ({e}). Was the file written "
+            "by `tree_serialise_leaves` instead of `save_with_hyperparameters`?"
+        ) from e
+    return hyperparameters
+
+
+def load_with_hyperparameters(
+    path_or_file: str | os.PathLike | Any,
+    make: Callable[..., PyTree],
+    filter_spec: Any = default_deserialise_filter_spec,
+    is_leaf: Callable[[Any], bool] | None = None,
+) -> tuple[PyTree, dict[str, Any]]:
+    """Loads a file written by [`ecliptic.save_with_hyperparameters`][]: reads the
+    hyperparameters, rebuilds the model with `make(**hyperparameters)` and loads the
+    leaves into it.
+
+    `make` runs under `jax.eval_shape`, so no throwaway weights are allocated; it must
+    not turn arrays into Python values. Errors are raised as for
+    [`ecliptic.tree_deserialise_leaves`][].
+
+    **Arguments:**
+
+    - `path_or_file`: a path (`.eqx` appended if it has no suffix) or a binary file.
+    - `make`: builds the model from the hyperparameters, e.g.
+        `lambda **h: ecliptic.nn.MLP(**h, key=jax.random.key(0))`.
+    - `filter_spec`, `is_leaf`: as for [`ecliptic.tree_deserialise_leaves`][].
+
+    **Returns:** `(model, hyperparameters)`.
+    """
+
+    def body(reader: HashingReader, source: str) -> tuple[PyTree, dict[str, Any]]:
+        hyperparameters = _read_hyperparameters(reader, source)
+        like = _abstract(make, hyperparameters)
+        return _read_tree(reader, source, like, filter_spec, is_leaf), hyperparameters
+
+    return _load(path_or_file, body)
