@@ -88,20 +88,48 @@ def _nnx_mlp(depth: int):
 # --- timing ------------------------------------------------------------------------
 
 
-def _timed(call: Callable[[], object], number: int, repeat: int) -> tuple[float, float]:
-    """Median (wall, thread CPU) microseconds per call of `call`."""
-    for _ in range(max(3, number // 10)):
-        out = call()
-    jax.block_until_ready(out)
-    walls, cpus = [], []
-    for _ in range(repeat):
-        w0, c0 = time.perf_counter(), time.thread_time()
-        for _ in range(number):
+def _timed(
+    calls: dict[str, Callable[[], object]], numbers: dict[str, int], repeat: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median (wall, thread CPU) microseconds per call, for every entry of `calls`.
+    The libraries take turns within each repeat, so that load from other processes
+    on a shared machine hits them alike."""
+    for name, call in calls.items():
+        for _ in range(max(3, numbers[name] // 10)):
             out = call()
         jax.block_until_ready(out)
-        walls.append((time.perf_counter() - w0) / number * 1e6)
-        cpus.append((time.thread_time() - c0) / number * 1e6)
-    return statistics.median(walls), statistics.median(cpus)
+    walls: dict[str, list[float]] = {name: [] for name in calls}
+    cpus: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeat):
+        for name, call in calls.items():
+            number = numbers[name]
+            w0, c0 = time.perf_counter(), time.thread_time()
+            for _ in range(number):
+                out = call()
+            jax.block_until_ready(out)
+            walls[name].append((time.perf_counter() - w0) / number * 1e6)
+            cpus[name].append((time.thread_time() - c0) / number * 1e6)
+    med = statistics.median
+    return {k: med(v) for k, v in walls.items()}, {k: med(v) for k, v in cpus.items()}
+
+
+def _pytree_cost(inputs, outputs) -> float:
+    """Microseconds to flatten `inputs` and unflatten `outputs`: the PyTree work that
+    any filtered call must do and that the flat-list floor skips."""
+    out_leaves, out_def = jtu.tree_flatten(outputs)
+
+    def work():
+        jtu.tree_flatten(inputs)
+        jtu.tree_unflatten(out_def, out_leaves)
+
+    number = 2000
+    samples = []
+    for _ in range(7):
+        start = time.thread_time()
+        for _ in range(number):
+            work()
+        samples.append((time.thread_time() - start) / number * 1e6)
+    return statistics.median(samples)
 
 
 def _forward_calls(depth: int):
@@ -118,20 +146,21 @@ def _forward_calls(depth: int):
     f_ecl = ecliptic.filter_jit(lambda m, x: m(x))
     f_eqx = eqx.filter_jit(lambda m, x: m(x))
     f_nnx = nnx.jit(lambda m, x: m(x))
-    return {
+    calls = {
         "floor": lambda: floor(leaves),
         "ecliptic": lambda: f_ecl(ecl, x),
         "equinox": lambda: f_eqx(eqm, x),
         "nnx": lambda: f_nnx(nnm, x),
     }
+    return calls, _pytree_cost(((ecl, x), {}), f_ecl(ecl, x))
 
 
 def _loss(model, x, y):
     return jnp.mean((jax.vmap(model)(x) - y) ** 2)
 
 
-def _train_step(model, opt_state, x, y, opt):
-    loss, grads = jax.value_and_grad(_loss)(model, x, y)
+def _train_step(model, opt_state, x, y, opt, value_and_grad=jax.value_and_grad):
+    loss, grads = value_and_grad(_loss)(model, x, y)
     updates, opt_state = opt.update(grads, opt_state, model)
     return optax.apply_updates(model, updates), opt_state, loss
 
@@ -139,7 +168,8 @@ def _train_step(model, opt_state, x, y, opt):
 def _module_train(lib, depth, x, y, opt):
     model = _module_mlp(lib, depth)
     state = [model, opt.init(model)]
-    step = lib.filter_jit(lambda m, s, x, y: _train_step(m, s, x, y, opt))
+    vg = lib.filter_value_and_grad
+    step = lib.filter_jit(lambda m, s, x, y: _train_step(m, s, x, y, opt, vg))
 
     def call():
         state[0], state[1], loss = step(state[0], state[1], x, y)
@@ -187,12 +217,15 @@ def _train_calls(depth: int):
     x = jnp.ones((BATCH, WIDTH))
     y = jnp.zeros((BATCH, WIDTH))
     opt = optax.adam(1e-3)
-    return {
+    calls = {
         "floor": _floor_train(depth, x, y, opt),
         "ecliptic": _module_train(ecliptic, depth, x, y, opt),
         "equinox": _module_train(eqx, depth, x, y, opt),
         "nnx": _nnx_train(depth, x, y, opt),
     }
+    model = _module_mlp(ecliptic, depth)
+    state = opt.init(model)
+    return calls, _pytree_cost((model, state, x, y), (model, state, jnp.zeros(())))
 
 
 def _chain(m):
@@ -202,6 +235,7 @@ def _chain(m):
 
 
 def _time_to_return(repeat: int) -> dict[str, float]:
+    """Median microseconds until the call returns (not until the result is ready)."""
     m = jnp.ones((1024, 1024)) / 1024
     fns = {
         "floor": jax.jit(_chain),
@@ -209,17 +243,16 @@ def _time_to_return(repeat: int) -> dict[str, float]:
         "equinox": eqx.filter_jit(_chain),
         "nnx": nnx.jit(_chain),
     }
-    out = {}
-    for name, fn in fns.items():
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
         jax.block_until_ready(fn(m))
-        samples = []
-        for _ in range(repeat):
+    for _ in range(repeat):
+        for name, fn in fns.items():
             start = time.perf_counter()
             result = fn(m)
-            samples.append((time.perf_counter() - start) * 1e6)
+            samples[name].append((time.perf_counter() - start) * 1e6)
             jax.block_until_ready(result)
-        out[name] = statistics.median(samples)
-    return out
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def _first_call(repeat: int) -> dict[str, float]:
@@ -252,11 +285,11 @@ def _first_call(repeat: int) -> dict[str, float]:
 _COLUMNS = ("floor", "ecliptic", "equinox", "nnx")
 
 
-def _row(label: str, values: dict[str, float]) -> str:
+def _row(label: str, values: dict[str, float], extra: str = "") -> str:
     floor = values["floor"]
     cells = [f"{values['floor']:.1f}"]
     cells += [f"{values[k]:.1f} ({values[k] / floor:.2f}x)" for k in _COLUMNS[1:]]
-    return f"| {label} | " + " | ".join(cells) + " |"
+    return f"| {label} | " + " | ".join(cells) + f" | {extra} |"
 
 
 def main() -> None:
@@ -268,22 +301,25 @@ def main() -> None:
         f"jax {jax.__version__}, device {jax.devices()[0].device_kind}, "
         f"equinox {eqx.__version__}, flax {__import__('flax').__version__}"
     )
-    print("| row | jax.jit floor | ecliptic | Equinox | Flax NNX |")
-    print("|---|---|---|---|---|")
+    print(
+        "| row | jax.jit floor | ecliptic | Equinox | Flax NNX | "
+        "PyTree flatten+unflatten (in ecliptic's figure) |"
+    )
+    print("|---|---|---|---|---|---|")
     checks = []
     for kind, make, number in (
         ("forward", _forward_calls, 400),
         ("train step", _train_calls, 200),
     ):
         for depth in (3, 20):
-            calls = make(depth)
-            wall, cpu = {}, {}
-            for name in _COLUMNS:
-                n = number if name != "equinox" else number // 4
-                wall[name], cpu[name] = _timed(calls[name], n, repeat)
+            calls, pytree = make(depth)
+            numbers = {
+                k: number // 4 if k in ("equinox", "nnx") else number for k in calls
+            }
+            wall, cpu = _timed(calls, numbers, repeat)
             label = f"{kind}, depth {depth}"
             print(_row(f"{label}: wall us", wall))
-            print(_row(f"{label}: thread CPU us", cpu))
+            print(_row(f"{label}: thread CPU us", cpu, f"{pytree:.1f}"))
             checks.append((f"{label} wall", wall["ecliptic"] / wall["floor"], 1.25))
             checks.append((f"{label} CPU", cpu["ecliptic"] / cpu["floor"], 1.5))
     ttr = _time_to_return(repeat)

@@ -8,27 +8,21 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
-from ecliptic import is_inexact_array
+import ecliptic
 
 
 def linear(in_features: Any, out_features: Any, **kwargs: Any) -> Any:
-    """`ecliptic.nn.Linear` (imported lazily: it lives in another area's file)."""
-    from ecliptic.nn._linear import Linear
-
-    return Linear(in_features, out_features, **kwargs)
+    """`ecliptic.nn.Linear(in_features, out_features, **kwargs)`."""
+    return ecliptic.nn.Linear(in_features, out_features, **kwargs)
 
 
 def split_params(model: Any) -> tuple[Any, Any]:
-    """`(params, static)`: the inexact arrays, and everything else (None-padded)."""
-    params = jtu.tree_map(lambda x: x if is_inexact_array(x) else None, model)
-    static = jtu.tree_map(lambda x: None if is_inexact_array(x) else x, model)
-    return params, static
+    """`(params, static)`: the inexact arrays, and everything else."""
+    return ecliptic.partition(model, ecliptic.is_inexact_array)
 
 
 def merge(params: Any, static: Any) -> Any:
-    return jtu.tree_map(
-        lambda p, s: s if p is None else p, params, static, is_leaf=lambda x: x is None
-    )
+    return ecliptic.combine(params, static)
 
 
 def sgd_losses(model: Any, loss_fn: Any, batch: Any, steps: int, lr: float) -> list:

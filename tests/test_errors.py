@@ -175,12 +175,17 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def _run(env_extra):
+def _run(env_extra, stdin=""):
     env = {k: v for k, v in os.environ.items() if "ON_ERROR" not in k}
     env.update(env_extra)
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     return subprocess.run(
-        [sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True
+        [sys.executable, "-c", _SCRIPT],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -200,5 +205,16 @@ def test_env_mode_invalid_and_breakpoint():
     assert bad.returncode != 0
     assert "ECLIPTIC_ON_ERROR must be one of" in bad.stderr
     assert "got 'loud'" in bad.stderr
-    bp = _run({"EQX_ON_ERROR": "breakpoint"})
+    bp = _run({"EQX_ON_ERROR": "breakpoint"}, stdin="c\n" * 3)
     assert "=breakpoint is set" in bp.stderr
+    assert "ecliptic.EquinoxRuntimeError: env msg" in bp.stdout
+    assert "(jdb)" in bp.stdout  # the debugger opened; continuing returns NaNs
+    assert "RESULT [nan, nan]" in bp.stdout
+
+
+def test_compiled_function_raises_runtime_error():
+    f = filter_jit(lambda x: error_if(x, x > 0, "compiled check"))
+    compiled = f.lower(jnp.array(1.0)).compile()
+    np.testing.assert_allclose(compiled(jnp.array(-1.0)), -1.0)
+    err = _raises_with("compiled check", compiled, jnp.array(1.0))
+    assert isinstance(err, EquinoxRuntimeError)

@@ -288,6 +288,8 @@ def test_wrapper_metadata():
     jf = filter_jit(documented)
     assert jf.fn == "documented"
     assert jf.__wrapped__ is documented
+    assert jf.__name__ == "documented" and jf.__doc__ == "Docs here."
+    assert repr(jf) == "_JitWrapper(fn='documented')"
 
 
 def test_clear_caches_forces_a_retrace():
@@ -311,11 +313,11 @@ def test_new_wrapper_of_same_function_reuses_compilation():
 def test_dispatch_does_not_block():
     @filter_jit
     def slow(m):
-        for _ in range(12):
+        for _ in range(8):
             m = jnp.tanh(m @ m)
         return m
 
-    m = jnp.ones((1024, 1024)) / 1024
+    m = jnp.ones((512, 512)) / 512
     slow(m).block_until_ready()  # compile
     out = slow(m)
     # A call that waited for the result would hand back a ready array.
@@ -334,3 +336,119 @@ def test_tuple_and_dict_positionals_do_not_collide_with_keywords():
     assert f((one, one), {"c": one}) == (2, [])
     assert f(one, one, c=one) == (2, ["c"])
     assert f((one, one), {"c": one}) == (2, [])
+
+
+def test_unhashable_non_array_output():
+    class Opaque:
+        __hash__ = None
+
+    obj = Opaque()
+    f = filter_jit(lambda a: (a * 2, obj, [1, "s"]))
+    for _ in range(2):
+        arr, out, rest = f(jnp.ones(2))
+        assert out is obj and rest == [1, "s"]
+        np.testing.assert_allclose(arr, [2.0, 2.0])
+
+
+def test_bound_method_module_traces_weights(getkey):
+    model = _linear(getkey)
+    jf = filter_jit(model.scaled)
+    x = jnp.ones(3)
+    np.testing.assert_allclose(jf(x, 2.0), model.scaled(x, 2.0), rtol=1e-6)
+    text = jf.lower(x, 2.0).as_text()
+    (main,) = [line for line in text.splitlines() if "func.func public @main" in line]
+    assert "tensor<3x3xf32>" in main  # the weight is an argument of the program
+
+
+def test_donate_all_except_first_with_static_leaves_in_first():
+    f = filter_jit(lambda first, b: (first[0] + 1, b + 1), donate="all-except-first")
+    a, b = jnp.ones(3), jnp.ones(3)
+    f((a, "static", 3), b)
+    assert not a.is_deleted() and b.is_deleted()
+
+
+def test_unhashable_fallback_message():
+    class FlakyHash:
+        calls = 0
+
+        def __hash__(self):
+            FlakyHash.calls += 1
+            if FlakyHash.calls == 1:
+                raise TypeError("unhashable the first time")
+            return 0
+
+    f = filter_jit(lambda x, y: x)
+    with pytest.raises(ValueError, match="hashing the static leaves of the arguments"):
+        f(jnp.ones(1), FlakyHash())
+
+
+def test_register_cache_clear():
+    from ecliptic._caches import register_cache_clear
+
+    cleared = []
+    register_cache_clear(lambda: cleared.append(True))
+    ecliptic.clear_caches()
+    assert cleared == [True]
+    with pytest.raises(TypeError, match="expected a callable of no arguments, but got"):
+        register_cache_clear({})
+
+
+@pytest.mark.parametrize(
+    "style", ["jit-call", "jit-method", "outer-call", "outer-method"]
+)
+def test_retrace_counts_for_module_methods(style):
+    traces = []
+
+    class Adder(Module):
+        increment: object
+
+        def add(self, x):
+            traces.append(None)
+            return x + self.increment
+
+        if style == "jit-method":
+            add_jit = filter_jit(add)
+
+        if style == "jit-call":
+            __call__ = filter_jit(add)
+        else:
+            __call__ = add
+
+    def run(m):
+        y = jnp.array(1.0)
+        if style in ("jit-call", "jit-method"):
+            return m(y) if style == "jit-call" else m.add_jit(y)
+        return filter_jit(m)(y) if style == "outer-call" else filter_jit(m.add)(y)
+
+    one, two = Adder(1), Adder(2)
+    assert [float(run(one)), float(run(one))] == [2.0, 2.0] and len(traces) == 1
+    assert [float(run(two)), float(run(two))] == [3.0, 3.0] and len(traces) == 2
+    # Array increments are traced: one compilation serves both values.
+    assert float(run(Adder(jnp.array(1.0)))) == 2.0
+    assert float(run(Adder(jnp.array(2.0)))) == 3.0
+    assert len(traces) == 3
+
+
+def test_wrapping_transformed_functions_reuses_compilation():
+    f = _counted(lambda x: (x * x).sum())
+    for x in (jnp.arange(2.0), jnp.arange(2.0) + 1):
+        ecliptic.filter_jit(ecliptic.filter_jit(f))(x)
+        ecliptic.filter_jit(ecliptic.filter_grad(f))(x)
+        ecliptic.filter_jit(ecliptic.filter_vmap(f))(x[:, None])
+    assert len(f.traces) == 3  # one per kind of wrapper, none per new wrapper
+
+
+def test_donated_module_fun_is_consumed_and_shared(getkey):
+    class Counter(Module):
+        buffer: jax.Array
+        mlp: ecliptic.nn.MLP
+
+        def __call__(self, x):
+            new = ecliptic.tree_at(lambda s: s.buffer, self, self.buffer + 1)
+            return self.mlp(x), new
+
+    first = Counter(jnp.zeros(8), ecliptic.nn.MLP(2, 2, 2, 1, key=getkey()))
+    _, second = filter_jit(first, donate="all")(jnp.ones(2))
+    _, third = filter_jit(second, donate="all")(jnp.ones(2))
+    assert first.buffer.is_deleted() and second.buffer.is_deleted()
+    np.testing.assert_allclose(third.buffer, 2 * jnp.ones(8))

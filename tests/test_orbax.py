@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import equinox
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -21,12 +20,12 @@ from .helpers_serial import assert_trees_identical
 
 
 def _model():
-    return equinox.nn.MLP(3, 2, 8, 2, key=jr.PRNGKey(0))
+    return ecliptic.nn.MLP(3, 2, 8, 2, key=jr.PRNGKey(0))
 
 
 def _train_step(opt, params, static, opt_state):
     def loss(p):
-        model = equinox.combine(p, static)
+        model = ecliptic.combine(p, static)
         return jnp.sum(jax.vmap(model)(jnp.ones((4, 3))) ** 2)
 
     grads = jax.grad(loss)(params)
@@ -38,7 +37,7 @@ def _train_step(opt, params, static, opt_state):
 def test_standard_checkpointer_model_and_optimiser_state(tmp_path):
     model = _model()
     opt = optax.adam(1e-2)
-    params, static = equinox.partition(model, equinox.is_array)
+    params, static = ecliptic.partition(model, ecliptic.is_array)
     opt_state = opt.init(params)
     params, opt_state = _train_step(opt, params, static, opt_state)
 
@@ -50,8 +49,8 @@ def test_standard_checkpointer_model_and_optimiser_state(tmp_path):
 
     assert_trees_identical(restored["params"], params)
     assert_trees_identical(restored["opt_state"], opt_state)
-    model_back = equinox.combine(restored["params"], static)
-    assert_trees_identical(model_back, equinox.combine(params, static))
+    model_back = ecliptic.combine(restored["params"], static)
+    assert_trees_identical(model_back, ecliptic.combine(params, static))
     # Training continues exactly where it left off.
     expected = _train_step(opt, params, static, opt_state)
     resumed = _train_step(opt, restored["params"], static, restored["opt_state"])
@@ -59,7 +58,7 @@ def test_standard_checkpointer_model_and_optimiser_state(tmp_path):
 
 
 def test_checkpoint_manager_keeps_latest_steps(tmp_path):
-    params, static = equinox.partition(_model(), equinox.is_array)
+    params, static = ecliptic.partition(_model(), ecliptic.is_array)
     options = ocp.CheckpointManagerOptions(max_to_keep=2)
     with ocp.CheckpointManager(tmp_path / "run", options=options) as mngr:
         for step in range(3):
@@ -71,7 +70,7 @@ def test_checkpoint_manager_keeps_latest_steps(tmp_path):
         restored = mngr.restore(2, args=ocp.args.StandardRestore(abstract))
     expected = jax.tree.map(lambda x: x + 2, params)
     assert_trees_identical(
-        equinox.combine(restored, static), equinox.combine(expected, static)
+        ecliptic.combine(restored, static), ecliptic.combine(expected, static)
     )
 
 
@@ -79,7 +78,7 @@ _SHARDED_SCRIPT = textwrap.dedent(
     """
     import os, sys
     import jax, jax.numpy as jnp, jax.random as jr, numpy as np, optax
-    import equinox, orbax.checkpoint as ocp, ecliptic
+    import orbax.checkpoint as ocp, ecliptic
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
     assert len(jax.devices()) == 8, jax.devices()
@@ -90,8 +89,8 @@ _SHARDED_SCRIPT = textwrap.dedent(
             return NamedSharding(mesh, P("data", "model"))
         return NamedSharding(mesh, P())
 
-    model = equinox.nn.MLP(8, 4, 16, 1, key=jr.PRNGKey(0))
-    params, static = equinox.partition(model, equinox.is_array)
+    model = ecliptic.nn.MLP(8, 4, 16, 1, key=jr.PRNGKey(0))
+    params, static = ecliptic.partition(model, ecliptic.is_array)
     params = jax.tree.map(lambda x: jax.device_put(x, spec(x)), params)
     opt_state = optax.adam(1e-3).init(params)
     tree = {"params": params, "opt_state": opt_state}

@@ -4,6 +4,7 @@ atomic saves."""
 import io
 import os
 import pathlib
+import pickle
 import stat
 import struct
 import subprocess
@@ -233,6 +234,9 @@ def test_error_class():
     assert CheckpointError.__module__ == "ecliptic"
     assert ecliptic.CheckpointError is CheckpointError
     assert CheckpointError("x").path == ()
+    error = CheckpointError("bad leaf", path=(jax.tree_util.GetAttrKey("weight"),))
+    copy = pickle.loads(pickle.dumps(error))
+    assert str(copy) == "bad leaf" and copy.path == error.path
 
 
 def test_shape_mismatch_names_leaf_and_shapes():

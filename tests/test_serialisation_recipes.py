@@ -6,7 +6,6 @@ import json
 import pathlib
 import re
 
-import equinox
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -102,13 +101,13 @@ def test_bad_hyperparameter_line(data, match):
 # -- a model and its State -----------------------------------------------------------
 
 
-class _Stateful(equinox.Module):
-    linear: equinox.nn.Linear
-    norm: equinox.nn.BatchNorm
+class _Stateful(ecliptic.Module):
+    linear: ecliptic.nn.Linear
+    norm: ecliptic.nn.BatchNorm
 
     def __init__(self, size, *, key):
-        self.linear = equinox.nn.Linear(size, size, key=key)
-        self.norm = equinox.nn.BatchNorm(size, axis_name="batch", mode="ema")
+        self.linear = ecliptic.nn.Linear(size, size, key=key)
+        self.norm = ecliptic.nn.BatchNorm(size, axis_name="batch", mode="ema")
 
     def __call__(self, x, state):
         return self.norm(self.linear(x), state)
@@ -120,13 +119,13 @@ def _run(model, state, xs):
 
 
 def test_model_and_state_together(tmp_path):
-    make = equinox.nn.make_with_state(_Stateful)
+    make = ecliptic.nn.make_with_state(_Stateful)
     model, state = make(4, key=jr.PRNGKey(0))
     xs = jnp.arange(32.0).reshape(8, 4)
     _, state = _run(model, state, xs)
     tree_serialise_leaves(tmp_path / "s.eqx", (model, state))
 
-    like = equinox.filter_eval_shape(make, 4, key=jr.PRNGKey(0))
+    like = ecliptic.filter_eval_shape(make, 4, key=jr.PRNGKey(0))
     model2, state2 = tree_deserialise_leaves(tmp_path / "s.eqx", like)
     assert_trees_identical(jax.tree.leaves(state2), jax.tree.leaves(state))
     assert_trees_identical(model2, model)
@@ -139,26 +138,26 @@ def test_model_and_state_together(tmp_path):
 
 def test_optimiser_state_resumes_exactly(tmp_path):
     def make():
-        return equinox.nn.MLP(2, 1, 4, 1, key=jr.PRNGKey(0))
+        return ecliptic.nn.MLP(2, 1, 4, 1, key=jr.PRNGKey(0))
 
     opt = optax.adam(1e-2)
 
     def step(model, opt_state):
-        grads = equinox.filter_grad(lambda m: jnp.sum(m(jnp.ones(2)) ** 2))(model)
+        grads = ecliptic.filter_grad(lambda m: jnp.sum(m(jnp.ones(2)) ** 2))(model)
         with jax.numpy_dtype_promotion("standard"):  # optax mixes float and int32
             updates, opt_state = opt.update(grads, opt_state, model)
-        return equinox.apply_updates(model, updates), opt_state
+        return ecliptic.apply_updates(model, updates), opt_state
 
     model = make()
-    opt_state = opt.init(equinox.filter(model, equinox.is_inexact_array))
+    opt_state = opt.init(ecliptic.filter(model, ecliptic.is_inexact_array))
     model, opt_state = step(model, opt_state)
     tree_serialise_leaves(tmp_path / "train", (model, opt_state, 1))
 
     def make_like():
         m = make()
-        return m, opt.init(equinox.filter(m, equinox.is_inexact_array)), 0
+        return m, opt.init(ecliptic.filter(m, ecliptic.is_inexact_array)), 0
 
-    like = equinox.filter_eval_shape(make_like)
+    like = ecliptic.filter_eval_shape(make_like)
     model2, opt_state2, n = tree_deserialise_leaves(tmp_path / "train", like)
     assert n == 1 and type(n) is int
     assert_trees_identical((model2, opt_state2), (model, opt_state))

@@ -51,6 +51,9 @@ class CheckpointError(ValueError, RuntimeError):
         super().__init__(message)
         self.path = path
 
+    def __reduce__(self) -> tuple:  # keep `path` through pickling (multiprocessing)
+        return (type(self), (str(self), self.path))
+
 
 CheckpointError.__module__ = "ecliptic"
 

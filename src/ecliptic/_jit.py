@@ -5,11 +5,13 @@ compared). Per call the wrapper does:
 
 1. bind the arguments to the signature (skipped when only the expected number of
    positional arguments is passed);
-2. flatten `(args, kwargs)` once and take the tuple of leaf *types*;
-3. look up a slot keyed on `(treedef, types)`. The slot knows which positions hold
-   arrays (the mask depends only on the types), so static leaves and arrays are
-   picked out with C-level `itemgetter`s; when there are static leaves, a second dict
-   keyed on their values picks the compiled entry;
+2. flatten the arguments once (`args`, or `[args, kwargs]` when there are keyword
+   arguments) and take the tuple of leaf *types*;
+3. look up the slot for this treedef and check its leaf types (a treedef seen with
+   other types too has further slots keyed on `(treedef, types)`). The slot knows
+   which positions hold arrays (the mask depends only on the types), so static leaves
+   and arrays are picked out with C-level `itemgetter`s; when there are static
+   leaves, a second dict keyed on their values picks the compiled entry;
 4. call a `jax.jit` of a function of the flat array lists only, so JAX's C++ fast
    path does the rest. Non-array outputs come back through pytree nodes whose
    *unflatten* returns the stored value, so JAX rebuilds the user's output in one
@@ -114,7 +116,10 @@ def _unhashable_error(tree: Any, where: str) -> ValueError:
                 "turn it into an array (jnp.asarray), make it hashable (e.g. a tuple "
                 "instead of a list inside a custom object), or close over it."
             )
-    return ValueError(f"Non-hashable static arguments are not supported ({where}).")
+    return ValueError(
+        f"Non-hashable static arguments are not supported: hashing the static leaves "
+        f"of the {where} raised TypeError. Fix: make every non-array leaf hashable."
+    )
 
 
 class _Slot:
@@ -138,14 +143,14 @@ class _Slot:
         self.static_get = _getter(statics) if statics else None
         self.dyn_get = _getter([i for i, m in enumerate(mask) if m])
         self.n_first = n_first
-        self.entry = None
+        self.entry: Any = None
         self.by_static: dict = {}
 
 
 # Dispatch tables shared by every wrapper of the same function (same static parts,
 # same donation and jit options), so `filter_jit(f)(x)` in a loop compiles once.
 _TABLES: dict[Any, dict] = {}
-_MAX_TABLES = 4096
+_MAX_TABLES = 1024
 _MAX_SLOTS = 4096
 
 
@@ -256,17 +261,17 @@ class _Dispatcher:
         if slot is not None and slot.types != types:
             slot = self.table.get((treedef, types))
         entry = None
+        dyn = leaves
         if slot is not None:
             if slot.static_get is None:
                 entry = slot.entry
-                dyn = leaves
             else:
                 try:
                     entry = slot.by_static.get(slot.static_get(leaves))
                 except TypeError:
                     entry = None
                 dyn = slot.dyn_get(leaves)
-        if entry is None:
+        if entry is None or slot is None:
             entry, dyn, slot = self.resolve(args, kwargs, leaves, treedef)
         try:
             if self.quiet:
@@ -376,9 +381,15 @@ class Compiled:
                 "Fix: call `.lower(...)` again with these arguments, or call the "
                 "`filter_jit` function directly."
             )
-        return self._dispatch.invoke(
-            self._compiled, self._fun_arrays, dyn, slot.n_first
-        )
+        try:
+            return self._dispatch.invoke(
+                self._compiled, self._fun_arrays, dyn, slot.n_first
+            )
+        except (_JaxRuntimeError, ValueError) as e:
+            err = runtime_error_from(e)
+            if err is None:
+                raise
+            raise err from None
 
 
 class Lowered:

@@ -34,6 +34,7 @@ from ._checkpoint import (
     write_record,
     write_trailer,
 )
+from ._eval_shape import filter_eval_shape
 from ._filters import is_array, is_array_like
 
 
@@ -424,22 +425,6 @@ def tree_deserialise_leaves(
 _MAX_JSON_LINE = 1 << 24
 
 
-def _abstract(make: Callable[..., PyTree], hyperparameters: dict) -> PyTree:
-    """`make(**hyperparameters)` with array leaves as `jax.ShapeDtypeStruct`s."""
-    box = {}
-
-    def arrays_only() -> list:
-        leaves, treedef = jtu.tree_flatten(make(**hyperparameters))
-        box["treedef"], box["leaves"] = treedef, leaves
-        return [x if is_array(x) else None for x in leaves]
-
-    shapes = jax.eval_shape(arrays_only)
-    leaves = [
-        s if s is not None else x for s, x in zip(shapes, box["leaves"], strict=True)
-    ]
-    return jtu.tree_unflatten(box["treedef"], leaves)
-
-
 def save_with_hyperparameters(
     path_or_file: str | os.PathLike | Any,
     hyperparameters: dict[str, Any],
@@ -504,8 +489,9 @@ def load_with_hyperparameters(
     hyperparameters, rebuilds the model with `make(**hyperparameters)` and loads the
     leaves into it.
 
-    `make` runs under `jax.eval_shape`, so no throwaway weights are allocated; it must
-    not turn arrays into Python values. Errors are raised as for
+    `make` runs under [`ecliptic.filter_eval_shape`][], so no throwaway weights are
+    allocated; it must not turn arrays into Python values, and NumPy array leaves come
+    back as JAX arrays. Errors are raised as for
     [`ecliptic.tree_deserialise_leaves`][].
 
     **Arguments:**
@@ -520,7 +506,7 @@ def load_with_hyperparameters(
 
     def body(reader: HashingReader, source: str) -> tuple[PyTree, dict[str, Any]]:
         hyperparameters = _read_hyperparameters(reader, source)
-        like = _abstract(make, hyperparameters)
+        like = filter_eval_shape(make, **hyperparameters)
         return _read_tree(reader, source, like, filter_spec, is_leaf), hyperparameters
 
     return _load(path_or_file, body)

@@ -3,8 +3,8 @@
 A filtered transformation splits the leaves of its inputs into a *dynamic* part (the
 arrays that JAX traces) and a *static* part (everything else), runs a JAX
 transformation on the dynamic part only, and glues the two back together. The helpers
-here do that splitting with one flatten per tree: `partition` puts `None` in place of
-the leaves that go to the other side, and `combine` takes the first non-`None` leaf.
+here do that splitting with one flatten per tree; `partition` and `combine` are the
+public ones from `_filters.py`, re-exported for the transformations.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import jax
 import jax.tree_util as jtu
 import numpy as np
 
-from ._filters import is_array
+from ._filters import combine as combine, is_array, partition as partition
 
 
 PyTree = Any
@@ -31,23 +31,6 @@ def is_struct(x: Any) -> bool:
     return is_array(x) or isinstance(x, jax.ShapeDtypeStruct)
 
 
-def partition(
-    tree: PyTree, pred: Callable[[Any], bool], is_leaf: Callable | None = None
-) -> tuple[PyTree, PyTree]:
-    """Splits `tree` into `(matching, rest)`, two trees of the same structure with
-    `None` in place of the leaves that belong to the other one."""
-    leaves, treedef = jtu.tree_flatten(tree, is_leaf=is_leaf)
-    yes, no = [], []
-    for leaf in leaves:
-        if pred(leaf):
-            yes.append(leaf)
-            no.append(None)
-        else:
-            yes.append(None)
-            no.append(leaf)
-    return jtu.tree_unflatten(treedef, yes), jtu.tree_unflatten(treedef, no)
-
-
 def partition_by_mask(
     tree: PyTree, mask: PyTree[bool], is_leaf: Callable | None = None
 ) -> tuple[PyTree, PyTree]:
@@ -58,18 +41,6 @@ def partition_by_mask(
     yes = [x if f else None for x, f in zip(leaves, flags, strict=True)]
     no = [None if f else x for x, f in zip(leaves, flags, strict=True)]
     return jtu.tree_unflatten(treedef, yes), jtu.tree_unflatten(treedef, no)
-
-
-def _first_non_none(*xs: Any) -> Any:
-    for x in xs:
-        if x is not None:
-            return x
-    return None
-
-
-def combine(*trees: PyTree) -> PyTree:
-    """Merges trees made by `partition`: each leaf is the first non-`None` one."""
-    return jtu.tree_map(_first_non_none, *trees, is_leaf=is_none)
 
 
 class Aux:

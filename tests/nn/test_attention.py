@@ -150,3 +150,45 @@ def test_transformer_block_trains(getkey):
 
     losses = sgd_losses(block, loss, (xs, ys), steps=8, lr=0.05)
     assert losses[-1] < losses[0]
+
+
+def test_dot_product_helpers():
+    from ecliptic.nn._attention import (
+        dot_product_attention,
+        dot_product_attention_weights,
+    )
+
+    q = jnp.array([[0.0, 2**0.5]])
+    k = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    # logits are q.k / sqrt(2) = [0, 1]
+    np.testing.assert_allclose(
+        dot_product_attention_weights(q, k), [[1 / (1 + np.e), np.e / (1 + np.e)]]
+    )
+    mask = jnp.array([[True, False]])
+    np.testing.assert_allclose(dot_product_attention_weights(q, k, mask), [[1.0, 0.0]])
+    v = jnp.array([[1.0], [0.0]])
+    np.testing.assert_allclose(dot_product_attention(q, k, v), [[1 / (1 + np.e)]])
+    half = dot_product_attention_weights(
+        jnp.array([[1.0]], jnp.float16), jnp.array([[9.0], [1.0]], jnp.float16)
+    )
+    assert half.dtype == jnp.float16 and float(half.max()) < 1
+    with pytest.raises(ValueError, match=r"expected `mask` of shape \(q_seq, kv_seq\)"):
+        dot_product_attention_weights(q, k, jnp.ones((2, 2), bool))
+
+
+def test_known_answer_with_integer_weights(getkey):
+    mha = nn.MultiheadAttention(2, 4, key=getkey())
+    w = jnp.arange(16.0).reshape(4, 4)
+    leaves, treedef = jax.tree_util.tree_flatten(mha)
+    mha = jax.tree_util.tree_unflatten(
+        treedef, [w if getattr(x, "shape", None) == (4, 4) else x for x in leaves]
+    )
+    x = jnp.array([[1.0, 2.0, 3.0, 4.0]])
+    # one token attends to itself: out = W_o @ W_v @ x
+    expected = np.asarray(w) @ (np.asarray(w) @ np.asarray(x[0]))
+    np.testing.assert_allclose(mha(x, x, x)[0], expected)
+    xs = jnp.arange(1.0, 13.0).reshape(3, 4)
+    only_first = jnp.broadcast_to(jnp.array([True, False, False]), (3, 3))
+    np.testing.assert_allclose(
+        mha(xs, xs, xs, only_first), jnp.broadcast_to(expected, (3, 4)), rtol=1e-6
+    )

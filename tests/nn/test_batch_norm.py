@@ -127,3 +127,107 @@ def test_jit_train_steps_and_dtype(getkey):
     assert out.dtype == jnp.bfloat16
     assert int(state.get(bn.batch_counter)) == 3
     assert state.get(bn.batch_state_index)[0].dtype == jnp.bfloat16
+
+
+def test_stateful_model_trains_with_filtered_transforms(getkey):
+    """The Equinox stateful-training pattern: make_with_state, filter_jit,
+    filter_value_and_grad(has_aux=True) returning the new state."""
+    import ecliptic
+
+    def make(key):
+        k1, k2 = jr.split(key)
+        return nn.Sequential(
+            [
+                nn.Linear(2, 8, key=k1),
+                nn.BatchNorm(8, "batch", mode="batch"),
+                nn.Lambda(jax.nn.tanh),
+                nn.Linear(8, 1, key=k2),
+            ]
+        )
+
+    model, state = nn.make_with_state(make)(getkey())
+    x = jr.normal(getkey(), (32, 2))
+    y = jnp.sin(x[:, :1]) + x[:, 1:] ** 2
+
+    @ecliptic.filter_value_and_grad(has_aux=True)
+    def loss(model, state):
+        out, state = jax.vmap(
+            model, axis_name="batch", in_axes=(0, None), out_axes=(0, None)
+        )(x, state)
+        return jnp.mean((out - y) ** 2), state
+
+    @ecliptic.filter_jit
+    def step(model, state):
+        (value, state), grads = loss(model, state)
+        updates = jax.tree_util.tree_map(lambda g: -0.1 * g, grads)
+        return ecliptic.apply_updates(model, updates), state, value
+
+    losses = []
+    for _ in range(15):
+        model, state, value = step(model, state)
+        losses.append(float(value))
+    assert losses[-1] < 0.7 * losses[0]
+    assert int(state.get(model[1].batch_counter)) == 15
+    out, _ = jax.vmap(
+        nn.inference_mode(model),
+        axis_name="batch",
+        in_axes=(0, None),
+        out_axes=(0, None),
+    )(x, state)
+    assert out.shape == (32, 1)
+
+
+@pytest.mark.parametrize("mode", ["batch", "ema"])
+def test_inference_needs_no_named_axis(mode, getkey):
+    bn, state = nn.make_with_state(nn.BatchNorm)(3, "batch", mode=mode)
+    x = jr.normal(getkey(), (4, 3))
+    _, state = _run(bn, x, state)
+    clone = jax.tree_util.tree_map(lambda a: a, state)
+    batched, _ = _run(bn, x, state, inference=True)
+    single, _ = nn.inference_mode(bn)(x[1], clone)
+    np.testing.assert_allclose(single, batched[1], rtol=1e-6)
+
+
+_PMAP_SCRIPT = """
+import jax, jax.numpy as jnp, jax.random as jr, numpy as np
+import ecliptic as eqx
+
+assert len(jax.devices()) == 4, jax.devices()
+bn, state = eqx.nn.make_with_state(eqx.nn.BatchNorm)(3, "dev", mode="batch")
+x = jr.normal(jr.PRNGKey(0), (4, 3, 5))
+clone = jax.tree_util.tree_map(lambda a: a, state)
+p_out, p_state = jax.pmap(
+    lambda x, s: bn(x, s), axis_name="dev", in_axes=(0, None), out_axes=(0, None)
+)(x, state)
+v_out, v_state = jax.vmap(bn, axis_name="dev", in_axes=(0, None), out_axes=(0, None))(
+    x, clone
+)
+np.testing.assert_allclose(p_out, v_out, rtol=1e-5, atol=1e-5)
+for a, b in zip(jax.tree.leaves(p_state), jax.tree.leaves(v_state)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+print("ok")
+"""
+
+
+@pytest.mark.multidevice
+def test_under_pmap_matches_vmap():
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = (
+        os.path.join(root, "src") + os.pathsep + env.get("PYTHONPATH", "")
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _PMAP_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")

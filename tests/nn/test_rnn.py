@@ -59,7 +59,7 @@ def test_shape_errors(getkey):
     with pytest.raises(
         ValueError,
         match=r"GRUCell\(input_size=3, hidden_size=4\) expected `input` of shape "
-        r"\(3,\), but got shape \(5, 3\). .*`jax.vmap\(cell\)\(x\)`",
+        r"\(3,\), but got shape \(5, 3\). .*`jax.vmap\(cell\)\(input\)`",
     ):
         gru(jnp.zeros((5, 3)), jnp.zeros(4))
     with pytest.raises(ValueError, match=r"expected `hidden` of shape \(4,\)"):

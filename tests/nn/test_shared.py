@@ -53,6 +53,8 @@ def test_transposed_get(getkey):
 def test_mismatch_error(getkey):
     a, b = linear(3, 2, key=getkey()), linear(2, 3, key=getkey())
     with pytest.raises(
-        ValueError, match=r"expected `get\(pytree\)` and `where\(pytree\)` to have"
+        ValueError,
+        match=r"got get\(pytree\) = PyTreeDef\(\*\) with leaves \[float32\[2, 3\]\] "
+        r"and where\(pytree\) = PyTreeDef\(\*\) with leaves \[float32\[3, 2\]\]",
     ):
         nn.Shared((a, b), lambda p: p[1].weight, lambda p: p[0].weight)

@@ -170,3 +170,33 @@ def test_repr_and_stateful_default():
     assert "State(" in repr(state)
     assert "Counter.index" in repr(state)
     assert model.is_stateful() is True
+
+
+def test_repr_with_identity_markers():
+    # (Equinox 0.13.8 raises a TypeError here: its markers are not strings.)
+    state = nn.State(Pair(Counter(1.0), Counter(2.0)))
+    text = repr(state)
+    assert "<StateIndex 0>" in text and "<StateIndex 1>" in text
+
+
+def test_ensemble_of_stateful_models():
+    import jax.random as jr
+
+    import ecliptic
+
+    def make(key):
+        return nn.make_with_state(nn.Sequential)(
+            [nn.Linear(2, 3, key=key), nn.BatchNorm(3, "b", mode="batch")]
+        )
+
+    models, states = ecliptic.filter_vmap(make)(jr.split(jr.PRNGKey(0), 4))
+    x = jr.normal(jr.PRNGKey(1), (4, 5, 2))
+
+    def run(model, state, x):
+        f = jax.vmap(model, axis_name="b", in_axes=(0, None), out_axes=(0, None))
+        return f(x, state)
+
+    out, states = ecliptic.filter_vmap(run)(models, states, x)
+    assert out.shape == (4, 5, 3)
+    np.testing.assert_array_equal(states.get(models[1].batch_counter), [1, 1, 1, 1])
+    np.testing.assert_allclose(out.mean(axis=1), np.zeros((4, 3)), atol=1e-5)

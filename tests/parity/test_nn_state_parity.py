@@ -210,3 +210,40 @@ def test_sequential_and_state_markers():
     assert_close(s1, s2)
     k = jr.PRNGKey(5)
     assert_close(ours[0:1](x[0], key=k), theirs[0:1](x[0], key=k))
+
+
+def test_multihead_attention_with_rotary_process_heads():
+    key = jr.PRNGKey(11)
+    ours = nn.MultiheadAttention(2, 8, key=key)
+    theirs = eqx.nn.MultiheadAttention(2, 8, key=key)
+
+    def heads_fn(rope):
+        def process(q, k, v):
+            per_head = jax.vmap(rope, in_axes=1, out_axes=1)
+            return per_head(q), per_head(k), v
+
+        return process
+
+    x = jr.normal(jr.PRNGKey(12), (6, 8))
+    out = ours(x, x, x, process_heads=heads_fn(nn.RotaryPositionalEmbedding(4)))
+    ref = theirs(x, x, x, process_heads=heads_fn(eqx.nn.RotaryPositionalEmbedding(4)))
+    assert_close(out, ref)
+    assert not np.allclose(out, ours(x, x, x))
+
+
+def test_checkpoint_of_model_and_state_loads_in_equinox(tmp_path):
+    import ecliptic
+
+    ours, s1 = nn.make_with_state(nn.BatchNorm)(3, "b", mode="batch")
+    x = jr.normal(jr.PRNGKey(0), (4, 3))
+    _, s1 = jax.vmap(ours, axis_name="b", in_axes=(0, None), out_axes=(0, None))(x, s1)
+    path = tmp_path / "bn.eqx"
+    ecliptic.tree_serialise_leaves(path, (ours, s1))
+    like = eqx.nn.make_with_state(eqx.nn.BatchNorm)(3, "b", mode="batch")
+    theirs, s2 = eqx.tree_deserialise_leaves(path, like)
+    assert_same_leaves((theirs, s2), (ours, s1))
+    # and back
+    eqx.tree_serialise_leaves(path, (theirs, s2))
+    fresh = nn.make_with_state(nn.BatchNorm)(3, "b", mode="batch")
+    loaded = ecliptic.tree_deserialise_leaves(path, fresh)
+    assert_same_leaves(loaded, (ours, s1))

@@ -102,11 +102,15 @@ def _mlp():
     return equinox.nn.MLP(2, 3, 4, 2, key=jr.PRNGKey(0))
 
 
-@pytest.mark.parametrize("make_like", ["filter_eval_shape", "jax.eval_shape"])
+@pytest.mark.parametrize(
+    "make_like", ["filter_eval_shape", "ecliptic.filter_eval_shape", "jax.eval_shape"]
+)
 def test_like_from_eval_shape_both_ways(make_like):
     model = _mlp()
     if make_like == "filter_eval_shape":
         like = equinox.filter_eval_shape(_mlp)
+    elif make_like == "ecliptic.filter_eval_shape":
+        like = ecliptic.filter_eval_shape(_mlp)
     else:
         params, static = equinox.partition(model, equinox.is_array)
         like = equinox.combine(jax.eval_shape(lambda: params), static)
@@ -184,3 +188,20 @@ def test_hyperparameter_files_load_both_ways(tmp_path):
     ecliptic.save_with_hyperparameters(tmp_path / "ours.eqx", hyper, model)
     with open(tmp_path / "ours.eqx", "rb") as f:
         assert_trees_identical(_equinox_recipe_load(f), model)
+
+
+def test_ecliptic_and_equinox_models_share_checkpoints(tmp_path):
+    kwargs = dict(in_size=3, out_size=2, width_size=5, depth=2)
+    ours = ecliptic.nn.MLP(**kwargs, key=jr.PRNGKey(1))
+    theirs = equinox.nn.MLP(**kwargs, key=jr.PRNGKey(2))
+    x = jnp.arange(3.0)
+
+    ecliptic.tree_serialise_leaves(tmp_path / "ours", ours)
+    like = equinox.filter_eval_shape(equinox.nn.MLP, **kwargs, key=jr.PRNGKey(0))
+    as_equinox = equinox.tree_deserialise_leaves(tmp_path / "ours", like)
+    assert_trees_identical(as_equinox(x), ours(x))
+
+    equinox.tree_serialise_leaves(tmp_path / "theirs", theirs)
+    like = ecliptic.filter_eval_shape(ecliptic.nn.MLP, **kwargs, key=jr.PRNGKey(0))
+    as_ecliptic = ecliptic.tree_deserialise_leaves(tmp_path / "theirs", like)
+    assert_trees_identical(as_ecliptic(x), theirs(x))

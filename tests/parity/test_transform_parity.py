@@ -342,3 +342,54 @@ def test_error_types_parity(call):
         call(equinox)
     with pytest.raises(type(theirs.value), match="ecliptic"):
         call(ecliptic)
+
+
+def test_ensemble_of_library_mlps_parity():
+    keys = jr.split(jr.PRNGKey(3), 4)
+    ours = ecliptic.filter_vmap(lambda k: ecliptic.nn.MLP(3, 2, 4, 1, key=k))(keys)
+    theirs = equinox.filter_vmap(lambda k: equinox.nn.MLP(3, 2, 4, 1, key=k))(keys)
+    ours_leaves = jtu.tree_leaves(ours)
+    theirs_leaves = jtu.tree_leaves(theirs)
+    assert len(ours_leaves) == len(theirs_leaves)
+    for a, b in zip(ours_leaves, theirs_leaves, strict=True):
+        if isinstance(a, jax.Array):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    x = jnp.linspace(-1.0, 1.0, 3)
+    ours_out = ecliptic.filter_vmap(lambda m: m(x))(ours)
+    theirs_out = equinox.filter_vmap(lambda m: m(x))(theirs)
+    np.testing.assert_allclose(ours_out, theirs_out, rtol=1e-5, atol=1e-6)
+
+
+def test_train_step_parity():
+    import optax
+
+    optim = optax.sgd(0.1)
+
+    def make_step(lib):
+        @lib.filter_jit
+        def step(model, opt_state, x, y):
+            def loss(m):
+                pred = jax.vmap(m)(x)
+                return jnp.mean((pred - y) ** 2)
+
+            value, grads = lib.filter_value_and_grad(loss)(model)
+            params = lib.filter(model, lib.is_inexact_array)
+            updates, opt_state = optim.update(grads, opt_state, params)
+            return value, lib.apply_updates(model, updates), opt_state
+
+        return step
+
+    x = jr.normal(jr.PRNGKey(5), (16, 3))
+    y = jnp.sin(x[:, :2])
+    results = {}
+    for lib in (ecliptic, equinox):
+        step = make_step(lib)
+        model = lib.nn.MLP(3, 2, 8, 1, key=jr.PRNGKey(7))
+        opt_state = optim.init(lib.filter(model, lib.is_inexact_array))
+        losses = []
+        for _ in range(5):
+            value, model, opt_state = step(model, opt_state, x, y)
+            losses.append(float(value))
+        results[lib.__name__] = losses
+    assert results["ecliptic"][-1] < results["ecliptic"][0]
+    np.testing.assert_allclose(results["ecliptic"], results["equinox"], rtol=1e-5)

@@ -28,9 +28,10 @@ jtu.register_pytree_node(_Shown, lambda s: ((s.tree,), None), lambda _, c: _Show
 
 
 def _make_identity(name: str | None, terminate: bool):
-    @jax.custom_vjp
-    def identity(arrays):
+    def identity_fn(arrays):
         return arrays
+
+    identity = jax.custom_vjp(identity_fn)
 
     def fwd(arrays):
         return arrays, arrays

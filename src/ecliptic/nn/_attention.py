@@ -26,29 +26,61 @@ _HINT = (
 )
 
 
-def _attention_weights(query: Array, key: Array, mask: Array | None) -> Array:
-    """Softmax of `query @ key.T / sqrt(qk_size)` (computed in at least float32),
-    with logits where `mask` is False set to the dtype's minimum."""
+def dot_product_attention_weights(
+    query: Array, key: Array, mask: Array | None = None
+) -> Array:
+    """Softmax of `query @ key.T / sqrt(qk_size)`, computed in at least float32 and
+    cast back; logits where `mask` is False are set to the dtype's minimum.
+
+    **Arguments:**
+
+    - `query`: shape `(q_seq, qk_size)`.
+    - `key`: shape `(kv_seq, qk_size)`.
+    - `mask`: optional boolean array of shape `(q_seq, kv_seq)`; True = attend.
+
+    **Returns:** the attention weights, shape `(q_seq, kv_seq)`, `query`'s dtype.
+    """
     query = query / math.sqrt(query.shape[-1])
     logits = jnp.einsum("sd,Sd->sS", query, key)
     if mask is not None:
+        if mask.shape != logits.shape:
+            raise ValueError(
+                "dot_product_attention_weights expected `mask` of shape (q_seq, "
+                f"kv_seq) = {tuple(logits.shape)}, but got shape {tuple(mask.shape)}. "
+                "Pass one mask per query position and key position."
+            )
         logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     dtype = compute_dtype(logits.dtype)
     return jax.nn.softmax(logits.astype(dtype)).astype(logits.dtype)
 
 
-def _attend(
+def dot_product_attention(
     query: Array,
     key_: Array,
     value: Array,
-    mask: Array | None,
-    key: PRNGKeyArray | None,
+    mask: Array | None = None,
+    dropout: Dropout | None = None,
     *,
-    dropout: Dropout,
-    inference: bool | None,
+    key: PRNGKeyArray | None = None,
+    inference: bool | None = None,
 ) -> Array:
-    weights = _attention_weights(query, key_, mask)
-    weights = dropout(weights, key=key, inference=inference)
+    """Scaled dot-product attention of one head (as in Equinox's private helper).
+
+    **Arguments:**
+
+    - `query`: shape `(q_seq, qk_size)`.
+    - `key_`: shape `(kv_seq, qk_size)`.
+    - `value`: shape `(kv_seq, v_size)`.
+    - `mask`: optional boolean array of shape `(q_seq, kv_seq)`; True = attend.
+    - `dropout`: optional [`ecliptic.nn.Dropout`][] applied to the weights.
+    - `key`: PRNG key for the dropout.
+    - `inference`: passed to the dropout.
+
+    **Returns:** shape `(q_seq, v_size)`.
+    """
+    weights = dot_product_attention_weights(query, key_, mask)
+    if dropout is not None:
+        weights = dropout(weights, key=key, inference=inference)
     return jnp.einsum("sS,Sd->sd", weights, value)
 
 
@@ -220,7 +252,12 @@ class MultiheadAttention(Module):
             if process_heads is not None:
                 q, k, v = self._process(process_heads, q, k, v)
             keys = None if key is None else jr.split(key, self.num_heads)
-            attend = ft.partial(_attend, dropout=self.dropout, inference=inference)
+
+            def attend(q, k, v, mask, key):
+                return dot_product_attention(
+                    q, k, v, mask, self.dropout, key=key, inference=inference
+                )
+
             mask_axis = 0 if mask is not None and mask.ndim == 3 else None
             attn = jax.vmap(attend, in_axes=(1, 1, 1, mask_axis, 0), out_axes=1)(
                 q, k, v, mask, keys

@@ -139,6 +139,9 @@ class BatchNorm(StatefulLayer):
             f"the batch with `jax.vmap(bn, axis_name={self.axis_name!r}, "
             "in_axes=(0, None), out_axes=(0, None))(x, state)`.",
         )
+
+    def _check_axis_names(self) -> None:
+        """Statistics need the named batch axis (only in training)."""
         for name in _axis_names(self.axis_name):
             try:
                 lax.axis_size(name)
@@ -146,14 +149,15 @@ class BatchNorm(StatefulLayer):
                 raise UnboundAxisNameError(
                     f"{self._subject()} expected to run under "
                     f"`jax.vmap(..., axis_name={name!r})` (or `jax.pmap`), but no "
-                    f"mapped axis named {name!r} is bound here. BatchNorm computes "
-                    "statistics over the batch, so call it as `jax.vmap(bn, "
+                    f"mapped axis named {name!r} is bound here. In training, BatchNorm "
+                    "computes statistics over the batch, so call it as `jax.vmap(bn, "
                     f"axis_name={name!r}, in_axes=(0, None), out_axes=(0, None))"
                     "(x, state)`."
                 ) from None
 
     def _stats(self, x: Array) -> tuple[Array, Array]:
         """Per-channel mean and variance over the spatial and batch axes."""
+        self._check_axis_names()
 
         def one_channel(y: Array) -> tuple[Array, Array]:
             mean = lax.pmean(jnp.mean(y), self.axis_name)

@@ -7,7 +7,6 @@ from typing import Any
 
 import jax.tree_util as jtu
 
-from .._eval_shape import filter_eval_shape
 from .._module import Module
 from .._tree import tree_at
 
@@ -30,6 +29,15 @@ def _struct(x: PyTree) -> tuple[Any, list[Any]]:
         else leaf
         for leaf in leaves
     ]
+
+
+def _describe(x: PyTree) -> str:
+    treedef, leaves = _struct(x)
+    shown = [
+        f"{leaf[1].name}{list(leaf[0])}" if isinstance(leaf, tuple) else repr(leaf)
+        for leaf in leaves
+    ]
+    return f"{treedef} with leaves [{', '.join(shown)}]"
 
 
 def _struct_equal(a: PyTree, b: PyTree) -> bool:
@@ -72,13 +80,16 @@ class Shared(Module):
         - `get`: returns the value(s) to put there, with the same structure, shapes
             and dtypes as `where(pytree)`.
         """
-        source = filter_eval_shape(get, pytree)
-        dest = filter_eval_shape(where, pytree)
+        # `where` only selects nodes and `get` usually selects (or transposes) one, so
+        # both are cheap to evaluate directly.
+        source = get(pytree)
+        dest = where(pytree)
         if not _struct_equal(source, dest):
             raise ValueError(
                 "ecliptic.nn.Shared expected `get(pytree)` and `where(pytree)` to have "
                 "the same pytree structure, shapes and dtypes, but got "
-                f"get(pytree) = {source} and where(pytree) = {dest}. Make `get` "
+                f"get(pytree) = {_describe(source)} and where(pytree) = "
+                f"{_describe(dest)}. Make `get` "
                 "return a value shaped like the node it replaces (transpose or "
                 "reshape it inside `get` if needed)."
             )

@@ -254,7 +254,13 @@ class State:
             return wl.TextDoc("State(~old~)")
         return wl.bracketed(
             begin=wl.TextDoc("State("),
-            docs=wl.named_objs(list(self._state.items()), **kwargs),
+            docs=wl.named_objs(
+                [
+                    (k if isinstance(k, str) else f"<StateIndex {i}>", v)
+                    for i, (k, v) in enumerate(self._state.items())
+                ],
+                **kwargs,
+            ),
             sep=wl.comma,
             end=wl.TextDoc(")"),
             indent=kwargs.get("indent", 2),
