@@ -251,13 +251,14 @@ class Conv(Module):
             x = jnp.pad(x, pads, mode=_NUMPY_MODES[self.padding_mode])
             padding = "VALID"
         y = lax.conv_general_dilated(
-            lhs=x[None],
+            lhs=x.reshape((1,) + x.shape),
             rhs=self.weight,
             window_strides=self.stride,
             padding=padding,
             rhs_dilation=self.dilation,
             feature_group_count=self.groups,
-        )[0]
+        )
+        y = y.reshape(y.shape[1:])
         if self.bias is not None:
             y = y + self.bias
         return y
@@ -413,14 +414,15 @@ class ConvTranspose(Module):
                 (lo % s, hi % s) for (lo, hi), s in zip(pads, self.stride, strict=True)
             ]
         y = lax.conv_general_dilated(
-            lhs=x[None],
+            lhs=x.reshape((1,) + x.shape),
             rhs=self.weight,
             window_strides=(1,) * self.num_spatial_dims,
             padding=pads,
             lhs_dilation=self.stride,
             rhs_dilation=self.dilation,
             feature_group_count=self.groups,
-        )[0]
+        )
+        y = y.reshape(y.shape[1:])
         if self.bias is not None:
             y = y + self.bias
         return y

@@ -120,7 +120,8 @@ class Embedding(Module):
 def _rope_tables(
     embedding_size: int, length: int, theta: float, dtype: Any, x64: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine and sine tables, `(length, embedding_size // 2)` each, as numpy.
+    """Cosine and sine tables, `(length, embedding_size)` each (the half-size
+    table repeated twice along the last axis, ready for `rotate_half`), as numpy.
 
     Keyed on everything that changes the values: size, length, `theta`, dtype
     and 64-bit mode. (Equinox's cache forgets `theta`.)
@@ -128,8 +129,8 @@ def _rope_tables(
     del x64  # only part of the key: it changes jnp's default precision
     with jax.ensure_compile_time_eval():
         angles = _angles(embedding_size, jnp.arange(float(length)), theta)
-        cos = np.asarray(jnp.cos(angles).astype(dtype))
-        sin = np.asarray(jnp.sin(angles).astype(dtype))
+        cos = np.tile(np.asarray(jnp.cos(angles).astype(dtype)), (1, 2))
+        sin = np.tile(np.asarray(jnp.sin(angles).astype(dtype)), (1, 2))
     return cos, sin
 
 
@@ -236,10 +237,8 @@ class RotaryPositionalEmbedding(Module):
         else:
             positions = jnp.asarray(offset) + jnp.arange(seq_len)
             angles = _angles(self.embedding_size, positions.astype(float), self.theta)
-            cos = jnp.cos(angles).astype(self.dtype)
-            sin = jnp.sin(angles).astype(self.dtype)
-        cos = jnp.tile(cos, (1, 2))
-        sin = jnp.tile(sin, (1, 2))
+            cos = jnp.tile(jnp.cos(angles).astype(self.dtype), (1, 2))
+            sin = jnp.tile(jnp.sin(angles).astype(self.dtype), (1, 2))
         # Compute in the wider of the two dtypes (as standard promotion would, so
         # strict-promotion users get no error), then return the input's dtype.
         with jax.numpy_dtype_promotion("standard"):
