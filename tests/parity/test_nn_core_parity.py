@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import ecliptic.nn as enn
 
@@ -258,3 +259,108 @@ def test_jitted_outputs_match(case):
     want = eqx.filter_jit(lambda m, x: m(x, **kwargs))(theirs, x)
     got = eqx.filter_jit(lambda m, x: m(x, **kwargs))(ours, x)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+def _same_output(make, x, seed):
+    key = jr.PRNGKey(seed)
+    try:
+        theirs = make(eqx.nn, key)
+        want = theirs(x)
+    except Exception:
+        # A configuration (or input) that Equinox rejects: ecliptic rejects it too.
+        with pytest.raises((ValueError, TypeError)):
+            make(enn, key)(x)
+        return
+    ours = make(enn, key)
+    if want.size == 0:
+        # Deliberate difference: an input smaller than the (dilated) kernel gives
+        # Equinox an empty output, and ecliptic a ValueError saying so.
+        with pytest.raises(ValueError, match="smaller than the|would have output size"):
+            ours(x)
+        return
+    for a, b in zip(_arrays(theirs), _arrays(ours), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    got = ours(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+_pads = st.one_of(
+    st.integers(0, 2),
+    st.sampled_from(["SAME", "SAME_LOWER", "VALID"]),
+    st.tuples(st.tuples(st.integers(0, 2), st.integers(0, 2))),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    size=st.integers(3, 9),
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    padding=_pads,
+    mode=st.sampled_from(["ZEROS", "REFLECT", "REPLICATE", "CIRCULAR"]),
+    seed=st.integers(0, 100),
+)
+def test_conv1d_property(size, kernel, stride, dilation, padding, mode, seed):
+    x = jr.normal(jr.PRNGKey(seed), (2, size))
+    make = lambda nn, k: nn.Conv1d(
+        2, 3, kernel, stride, padding, dilation, padding_mode=mode, key=k
+    )
+    _same_output(make, x, seed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    size=st.integers(2, 6),
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    extra=st.integers(0, 2),
+    dilation=st.integers(1, 2),
+    padding=_pads,
+    circular=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_conv_transpose1d_property(
+    size, kernel, stride, extra, dilation, padding, circular, seed
+):
+    x = jr.normal(jr.PRNGKey(seed), (2, size))
+    output_padding = min(extra, stride - 1)
+    mode = "CIRCULAR" if circular else "ZEROS"
+    make = lambda nn, k: nn.ConvTranspose1d(
+        2,
+        3,
+        kernel,
+        stride,
+        output_padding,
+        padding,
+        dilation,
+        padding_mode=mode,
+        key=k,
+    )
+    _same_output(make, x, seed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    size=st.integers(2, 9),
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    ceil=st.booleans(),
+    avg=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_pool1d_property(size, kernel, stride, padding, ceil, avg, seed):
+    x = jr.normal(jr.PRNGKey(seed), (2, size))
+    cls = "AvgPool1d" if avg else "MaxPool1d"
+    make = lambda nn, k: getattr(nn, cls)(kernel, stride, padding, ceil)
+    _same_output(make, x, seed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(size=st.integers(1, 12), target=st.integers(1, 12), seed=st.integers(0, 100))
+def test_adaptive_pool1d_property(size, target, seed):
+    x = jr.normal(jr.PRNGKey(seed), (2, size))
+    for cls in ("AdaptiveAvgPool1d", "AdaptiveMaxPool1d"):
+        _same_output(lambda nn, k, cls=cls: getattr(nn, cls)(target), x, seed)

@@ -127,8 +127,10 @@ def _check_input(layer: Any, x: Array) -> None:
 
 def _check_spatial(layer: Any, shape: tuple[int, ...], padding: Any) -> None:
     """Each padded spatial axis must hold the dilated kernel at least once."""
-    if isinstance(padding, str):
-        return
+    if padding == "VALID":
+        padding = ((0, 0),) * layer.num_spatial_dims
+    elif isinstance(padding, str):
+        return  # SAME / SAME_LOWER: the output has ceil(size / stride) entries
     for i, (size, (lo, hi), k, d) in enumerate(
         zip(shape[1:], padding, layer.kernel_size, layer.dilation, strict=True)
     ):
@@ -391,6 +393,22 @@ class ConvTranspose(Module):
             pads.append((span - lo, span - hi + extra))
         return pads
 
+    def _check_output_size(self, shape: tuple[int, ...], pads: list) -> None:
+        """Too much padding would trim the output to nothing."""
+        for i, (size, (lo, hi)) in enumerate(zip(shape[1:], pads, strict=True)):
+            s, d, k = self.stride[i], self.dilation[i], self.kernel_size[i]
+            out = (size - 1) * s + 1 + lo + hi - d * (k - 1)
+            if out <= 0:
+                full = (size - 1) * s + d * (k - 1) + 1
+                pad = self.padding
+                pad = pad if isinstance(pad, str) else pad[i]
+                raise ValueError(
+                    f"{self._subject()} got `x` of shape {tuple(shape)}: spatial axis "
+                    f"{i + 1} would have output size {out}, because the padding "
+                    f"{pad!r} trims more than the {full} entries that the transposed "
+                    "convolution produces. Use less padding or a larger input."
+                )
+
     @jax.named_scope("ecliptic.nn.ConvTranspose")
     def __call__(self, x: Array, *, key: PRNGKeyArray | None = None) -> Array:
         """**Arguments:**
@@ -404,6 +422,7 @@ class ConvTranspose(Module):
         del key
         _check_input(self, x)
         pads = self._transposed_padding()
+        self._check_output_size(x.shape, pads)
         if self.padding_mode == "CIRCULAR":
             wrap = [(0, 0)] + [
                 (lo // s, hi // s)

@@ -102,11 +102,9 @@ class Pool(Module):
             pads.append((lo, hi) if (n + lo + hi - k) % s == 0 else (lo, hi + s))
         return tuple(pads)
 
-    def _check_input(self, x: Array) -> None:
-        n = self.num_spatial_dims
-        check_shape(self._subject, x, ("channels",) + (None,) * n)
+    def _check_sizes(self, x: Array, padding: tuple[tuple[int, int], ...]) -> None:
         for i, (size, (lo, hi), k) in enumerate(
-            zip(x.shape[1:], self.padding, self.kernel_size, strict=True)
+            zip(x.shape[1:], padding, self.kernel_size, strict=True)
         ):
             if size + lo + hi < k:
                 raise ValueError(
@@ -127,11 +125,12 @@ class Pool(Module):
         **Returns:** an array of shape `(channels, *new_spatial)`.
         """
         del key
-        self._check_input(x)
+        check_shape(self._subject, x, ("channels",) + (None,) * self.num_spatial_dims)
         padding = self.padding
         if self.use_ceil:
             padding = self._ceil_padding(x.shape[1:])
             self._check_padding(padding, "with use_ceil=True, the padding")
+        self._check_sizes(x, padding)
         return lax.reduce_window(
             x,
             self.init,
