@@ -145,7 +145,13 @@ def _check_spatial(layer: Any, shape: tuple[int, ...], padding: Any) -> None:
 
 
 class Conv(Module):
-    """N-dimensional convolution of one example of shape `(in_channels, *spatial)`."""
+    """N-dimensional convolution of one example of shape `(in_channels, *spatial)`.
+
+    The input's rank, channel count and dtype are checked at trace time: a batch
+    axis, a channels-last layout, a spatial axis smaller than the (dilated) kernel
+    (Equinox returns an empty array there) or a dtype other than the parameters'
+    raise an error that says how to fix it.
+    """
 
     num_spatial_dims: int = field(static=True)
     weight: Array

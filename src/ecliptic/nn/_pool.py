@@ -34,7 +34,9 @@ def _pool_padding(owner: str, padding: Any, n: int) -> tuple[tuple[int, int], ..
 class Pool(Module):
     """N-dimensional reduction over a sliding window (the base of max/avg pooling).
 
-    Acts on one example of shape `(channels, *spatial)`.
+    Acts on one example of shape `(channels, *spatial)`. A spatial axis that cannot
+    hold one window, even padded, raises a `ValueError` (Equinox returns an empty
+    array).
     """
 
     init: int | float | Array
