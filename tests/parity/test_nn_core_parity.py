@@ -207,6 +207,9 @@ def test_same_key_gives_identical_parameters(case):
     theirs, ours = _pair(case)
     assert type(ours).__name__ == type(theirs).__name__
     assert _fields(ours) == _fields(theirs)
+    for name, static in _fields(ours):
+        if static:
+            assert getattr(ours, name) == getattr(theirs, name), name
     a, b = _arrays(theirs), _arrays(ours)
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
