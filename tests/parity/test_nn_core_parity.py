@@ -367,3 +367,63 @@ def test_adaptive_pool1d_property(size, target, seed):
     x = jr.normal(jr.PRNGKey(seed), (2, size))
     for cls in ("AdaptiveAvgPool1d", "AdaptiveMaxPool1d"):
         _same_output(lambda nn, k, cls=cls: getattr(nn, cls)(target), x, seed)
+
+
+def _train_cnn(lib):
+    """A small CNN trained for a few steps, written once for either library."""
+    import optax
+
+    k1, k2, k3, k4 = jr.split(jr.PRNGKey(0), 4)
+
+    class CNN(lib.Module):
+        conv: lib.nn.Conv2d
+        pool: lib.nn.MaxPool2d
+        mlp: lib.nn.MLP
+        drop: lib.nn.Dropout
+
+        def __init__(self, key):
+            ka, kb = jr.split(key)
+            self.conv = lib.nn.Conv2d(1, 4, 3, padding="SAME", key=ka)
+            self.pool = lib.nn.MaxPool2d(2, 2)
+            self.mlp = lib.nn.MLP(4 * 3 * 3, 3, 8, 1, key=kb)
+            self.drop = lib.nn.Dropout(0.1)
+
+        def __call__(self, x, key):
+            x = jax.nn.relu(self.conv(x))
+            x = self.pool(x).reshape(-1)
+            return self.mlp(self.drop(x, key=key))
+
+    model = CNN(k1)
+    x = jr.normal(k2, (8, 1, 6, 6))
+    y = jr.randint(k3, (8,), 0, 3)
+    optim = optax.sgd(0.1)
+    opt_state = optim.init(lib.filter(model, lib.is_inexact_array))
+
+    @lib.filter_value_and_grad
+    def loss_fn(model, x, y, keys):
+        logits = jax.vmap(model)(x, keys)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @lib.filter_jit
+    def step(model, opt_state, x, y, keys):
+        loss, grads = loss_fn(model, x, y, keys)
+        updates, opt_state = optim.update(grads, opt_state)
+        return lib.apply_updates(model, updates), opt_state, loss
+
+    losses = []
+    for i in range(3):
+        keys = jr.split(jr.fold_in(k4, i), 8)
+        model, opt_state, loss = step(model, opt_state, x, y, keys)
+        losses.append(float(loss))
+    return losses, _arrays(model)
+
+
+def test_cnn_training_program_matches_equinox():
+    import ecliptic
+
+    want_losses, want_params = _train_cnn(eqx)
+    got_losses, got_params = _train_cnn(ecliptic)
+    np.testing.assert_allclose(got_losses, want_losses, rtol=1e-5)
+    assert want_losses[-1] < want_losses[0]
+    for a, b in zip(want_params, got_params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
