@@ -39,6 +39,9 @@ from ._pool import (
     Pool as Pool,
 )
 
+
+# isort: split
+
 # -- stateful, normalisation, attention, rnn, shared: _stateful, _normalisation,
 #    _batch_norm, _spectral_norm, _weight_norm, _attention, _rnn, _shared --
 from ._attention import MultiheadAttention as MultiheadAttention
