@@ -17,8 +17,11 @@ import sys
 import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import ecliptic as eqx
 
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -194,3 +197,28 @@ def test_doc_snippets_run(page, tmp_path, monkeypatch):
     with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
         for i, code in enumerate(snippets):
             exec(compile(code, f"{page}[block {i}]", "exec"), module.__dict__)
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+KEY = jax.random.PRNGKey(0)
+QUOTED_ERRORS = [
+    ("docs/faq.md", lambda: eqx.nn.Linear(64, 16, key=KEY)(jnp.ones((3, 16, 64)))),
+    ("docs/faq.md", lambda: eqx.nn.Linear(16, 16, key=KEY)(jnp.ones((16, 64)))),
+    (
+        "docs/from_equinox.md",
+        lambda: eqx.nn.Linear(16, 16, key=KEY)(jnp.ones((16, 64))),
+    ),
+    ("docs/faq.md", lambda: eqx.nn.Conv2d(3, 8, 3, key=KEY)(jnp.ones((5, 3, 8, 8)))),
+]
+
+
+@pytest.mark.parametrize("page, make_error", QUOTED_ERRORS)
+def test_docs_quote_the_real_shape_errors(page, make_error):
+    """The error messages quoted in the docs are the ones the layers raise."""
+    with pytest.raises(ValueError, match="expected `x` of shape") as exc:
+        make_error()
+    message = _normalise(str(exc.value))
+    assert message in _normalise((REPO / page).read_text()), message
