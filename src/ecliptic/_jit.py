@@ -1,7 +1,20 @@
 """`filter_jit`: `jax.jit` for arbitrary PyTrees, with a thin dispatch path.
 
 Array leaves (`ecliptic.is_array`) are traced; every other leaf is static (hashed and
-compared). Per call the wrapper does:
+compared). A call takes one of two paths.
+
+**Fast path** (`_JitWrapper.__call__`), for a call with the expected number of
+positional arguments where each argument is a `jax.Array`/NumPy array or a Module
+whose flatten is memoised by `_flat_cache` (a Module is memoised the second time it
+is passed, if its tree holds no PyTree node other than Modules, tuples, lists, dicts
+and `None`, and no tracer or unhashable leaf). Per argument it reads the memo by
+`id`, checks `ref() is arg` and that no list/dict inside changed (an identity test
+of their items), and appends the memoised arrays. The key is the tuple of interned
+tokens (one per `(treedef, leaf types, static leaves)`, hashed by identity) and array
+types; a dict lookup gives the compiled entry. No PyTree is flattened and no treedef
+is hashed. A miss falls through to the ordinary path, which records a fast entry.
+
+**Ordinary path** (`_Dispatcher.call`/`slow`):
 
 1. bind the arguments to the signature (skipped when only the expected number of
    positional arguments is passed);
@@ -11,11 +24,12 @@ compared). Per call the wrapper does:
    other types too has further slots keyed on `(treedef, types)`). The slot knows
    which positions hold arrays (the mask depends only on the types), so static leaves
    and arrays are picked out with C-level `itemgetter`s; when there are static
-   leaves, a second dict keyed on their values picks the compiled entry;
-4. call a `jax.jit` of a function of the flat array lists only, so JAX's C++ fast
-   path does the rest. Non-array outputs come back through pytree nodes whose
-   *unflatten* returns the stored value, so JAX rebuilds the user's output in one
-   pass and there is no Python post-processing.
+   leaves, a second dict keyed on their values picks the compiled entry.
+
+Either way the entry is a `jax.jit` of a function of the flat array lists only, so
+JAX's C++ fast path does the rest. Non-array outputs come back through pytree nodes
+whose *unflatten* returns the stored value, so JAX rebuilds the user's output in one
+pass and there is no Python post-processing.
 
 Nothing blocks: the call returns as soon as `jax.jit` would. A failed
 `ecliptic.error_if` that JAX reports to this call is re-raised as
@@ -296,9 +310,11 @@ class _Dispatcher:
         return entry, dyn, slot
 
     def remember(self, args: tuple, entry, n_first: int) -> None:
+        if not all(type(a) in FAST_ARRAY_TYPES or isinstance(a, Module) for a in args):
+            return  # some argument can never be memoised: no fast entry
         key = []
         for a in args:
-            t = a.__class__
+            t = type(a)
             if t in FAST_ARRAY_TYPES:
                 key.append(t)
                 continue
@@ -471,7 +487,7 @@ class _JitWrapper(Module):
             key = []
             dyn = []
             for a in args:
-                t = a.__class__
+                t = type(a)
                 if t in FAST_ARRAY_TYPES:
                     key.append(t)
                     dyn.append(a)
