@@ -692,3 +692,19 @@ def test_fast_path_donation_splits_first_argument(getkey):
         assert b.is_deleted()
         assert not any(w.is_deleted() for w in jtu.tree_leaves(model))
     assert _fast_hits(jf, model, jnp.ones(3))
+
+
+def test_fast_entries_still_recorded_after_many_unrememberable_calls(getkey):
+    f = _counted(lambda m, x: m(x))
+    jf = filter_jit(f)
+    x = jnp.ones(3)
+    model = _stack(getkey, 1)
+    for _ in range(12):  # a new model each call, as in a training loop
+        model = jtu.tree_map(lambda w: w + 1, model)
+        np.testing.assert_allclose(jf(model, x), model(x), rtol=1e-6)
+    assert jf._dispatch.fails >= 8 and not jf._dispatch.fast
+    for _ in range(130):  # then a model that stays
+        out = jf(model, x)
+    assert _fast_hits(jf, model, x) and jf._dispatch.fails == 0
+    np.testing.assert_allclose(out, model(x), rtol=1e-6)
+    assert len(f.traces) == 1

@@ -40,7 +40,15 @@ from ._module._flatten import MISSING
 from ._module._module import _initialising
 
 
-__all__ = ["CACHE", "FAST_ARRAY_TYPES", "FlatEntry", "note", "stale", "stale_more"]
+__all__ = [
+    "CACHE",
+    "FAST_ARRAY_TYPES",
+    "FlatEntry",
+    "is_module",
+    "note",
+    "stale",
+    "stale_more",
+]
 
 _ARRAY_CLASSES = (jax.Array, np.ndarray, np.generic)
 _ArrayImpl = type(jax.numpy.zeros(()))
@@ -50,6 +58,14 @@ _MAX_ENTRIES = 512
 _MAX_TOKENS = 4096
 _MAX_SEEN = 512
 _one_level = jtu.default_registry.flatten_one_level
+# `isinstance(type(x), _ModuleMeta)` avoids `ABCMeta.__instancecheck__`, whose
+# negative cache for non-Modules is not reliably cheap.
+_ModuleMeta = type(Module)
+
+
+def is_module(x: Any) -> bool:
+    """Whether `x` is a Module instance (via its metaclass: no ABC machinery)."""
+    return isinstance(type(x), _ModuleMeta)
 
 
 class _Token:
@@ -134,7 +150,7 @@ def _walk(x: Any, conts: list) -> bool:
         conts.append(x.keys())
         conts.append(x.values())
         return all(_walk(y, conts) for y in x.values())
-    if isinstance(x, Module):
+    if isinstance(t, _ModuleMeta):
         # A Module mid-`__init__` (shadow class or tracked id) may still change.
         if t.__setattr__ is object.__setattr__ or id(x) in _initialising:
             return False
@@ -202,7 +218,7 @@ def note(obj: Any) -> FlatEntry | None:
     """The entry for `obj` if it is cached and current (filling it on the second
     sighting); `None` for the first sighting, a stale or uncacheable object, or one
     that is not a Module."""
-    if not isinstance(obj, Module):
+    if not isinstance(type(obj), _ModuleMeta):
         return None
     key = id(obj)
     entry = CACHE.get(key)

@@ -53,7 +53,12 @@ import numpy as np
 from ._caches import register_cache_clear
 from ._errors import runtime_error_from
 from ._filters import is_array
-from ._flat_cache import CACHE as _FLAT_CACHE, FAST_ARRAY_TYPES, note, stale_more
+from ._flat_cache import (
+    CACHE as _FLAT_CACHE,
+    FAST_ARRAY_TYPES,
+    note,
+    stale_more,
+)
 from ._module import field, Module, module_update_wrapper, Partial
 
 
@@ -171,6 +176,7 @@ _MAX_TABLES = 1024
 _MAX_SLOTS = 4096
 _MAX_FAST = 1024
 _cache_get = _FLAT_CACHE.get
+_ModuleMeta = type(Module)
 
 
 def _clear_tables() -> None:
@@ -249,6 +255,7 @@ class _Dispatcher:
         first, rest, self.quiet = _DONATE_MODES[donate]
         self.split = first != rest
         self.direct = not (self.split or self.quiet)
+        self.fails = 0
         if self.split:
             self.donate_argnums: tuple[int, ...] = (0, 2)
         else:
@@ -277,14 +284,9 @@ class _Dispatcher:
         return bound.args, bound.kwargs
 
     def call(self, fun_arrays, args: tuple, kwargs: dict, positional: bool) -> Any:
-        """The call when the fast path (in `_JitWrapper.__call__`) missed."""
-        entry, dyn, slot = self.slow(args, kwargs, positional)
-        return self.invoke(entry, fun_arrays, dyn, slot.n_first)
-
-    def slow(self, args: tuple, kwargs: dict, positional: bool):
-        """The ordinary path: flatten everything, look up by treedef and types. For
-        a plain positional call, also records a fast-table entry when every argument
-        is an array or a memoised Module."""
+        """The ordinary path, when the fast path (in `_JitWrapper.__call__`) missed:
+        flatten everything, look up by treedef and types. A plain positional call
+        also tries to record a fast-table entry (see `remember`)."""
         if not positional:
             args, kwargs = self.bind(args, kwargs)
         leaves, treedef = jtu.tree_flatten([args, kwargs] if kwargs else args)
@@ -306,12 +308,33 @@ class _Dispatcher:
         if entry is None or slot is None:
             entry, dyn, slot = self.resolve(args, kwargs, leaves, treedef)
         if positional:
-            self.remember(args, entry, slot.n_first)
-        return entry, dyn, slot
+            # After 8 calls in a row that could not be remembered (e.g. a training
+            # step, whose model is new each call), try only every 64th call.
+            fails = self.fails
+            if fails < 8 or not fails & 63:
+                self.fails = (
+                    0 if self.remember(args, entry, slot.n_first) else fails + 1
+                )
+            else:
+                self.fails = fails + 1
+        if self.direct:
+            try:
+                return entry(fun_arrays, dyn)
+            except (_JaxRuntimeError, ValueError) as exc:
+                err = runtime_error_from(exc)
+                if err is None:
+                    raise
+                raise err from None
+        return self.invoke(entry, fun_arrays, dyn, slot.n_first)
 
-    def remember(self, args: tuple, entry, n_first: int) -> None:
-        if not all(type(a) in FAST_ARRAY_TYPES or isinstance(a, Module) for a in args):
-            return  # some argument can never be memoised: no fast entry
+    def remember(self, args: tuple, entry, n_first: int) -> bool:
+        """Records a fast-table entry for these arguments if each is an array or a
+        memoised Module (`_flat_cache.note`, which memoises on a second sighting).
+        Returns whether it did."""
+        for a in args:
+            t = type(a)
+            if t not in FAST_ARRAY_TYPES and not isinstance(t, _ModuleMeta):
+                return False  # this argument can never be memoised
         key = []
         for a in args:
             t = type(a)
@@ -320,12 +343,13 @@ class _Dispatcher:
                 continue
             e = note(a)
             if e is None:
-                return
+                return False
             key.append(e.token)
         fast = self.fast
         if len(fast) >= _MAX_FAST:
             fast.clear()
         fast[tuple(key)] = (entry, n_first)
+        return True
 
     def invoke(self, entry, fun_arrays, dyn, k: int) -> Any:
         try:
