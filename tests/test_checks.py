@@ -4,7 +4,9 @@ import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ecliptic._checks import check_shape, describe, format_shape, shape_error, vmap_fix
 
@@ -126,3 +128,64 @@ def test_describe_prefixes_ecliptic_nn_layers():
 
     layer = enn.Linear(2, 3, key=jax.random.PRNGKey(0))
     assert describe(layer, x=1) == "ecliptic.nn.Linear(x=1)"
+
+
+def test_dtype_error_wording():
+    from ecliptic._checks import dtype_error
+
+    err = dtype_error("L(a=1)", jnp.float32, jnp.bfloat16)
+    assert isinstance(err, TypeError)
+    msg = str(err)
+    assert msg.startswith(
+        "L(a=1) has float32 parameters, but got `x` of dtype bfloat16."
+    )
+    assert "`x.astype(jnp.float32)`" in msg
+    assert "`dtype=jnp.bfloat16`" in msg
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    expected=st.lists(st.integers(1, 4), min_size=0, max_size=3),
+    extra=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+)
+def test_the_suggested_vmaps_work(expected, extra):
+    """With k extra leading axes the message names k vmaps, and they work."""
+    expected = tuple(expected)
+
+    def layer(x):
+        check_shape("f", x, expected)
+        return x.sum() if x.ndim else x
+
+    x = jnp.ones(tuple(extra) + expected)
+    with pytest.raises(ValueError) as info:
+        layer(x)
+    k = len(extra)
+    msg = str(info.value)
+    assert f"`{vmap_fix(k)}`" in msg
+    assert f"but got shape {format_shape(x.shape)}" in msg
+    fixed = layer
+    for _ in range(k):
+        fixed = jax.vmap(fixed)
+    assert fixed(x).shape == tuple(extra)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    expected=st.lists(st.one_of(st.none(), st.integers(1, 4)), max_size=3),
+    shape=st.lists(st.integers(0, 5), max_size=4),
+)
+def test_any_mismatch_gets_a_complete_message(expected, shape):
+    """Every mismatch is reported with subject, expected and got shapes."""
+    expected, shape = tuple(expected), tuple(shape)
+    try:
+        check_shape("S", np.zeros(shape), expected)
+    except ValueError as e:
+        msg = str(e)
+        assert msg.startswith(
+            f"S expected `x` of shape {format_shape(expected)}, but got shape "
+            f"{format_shape(shape)}."
+        )
+        assert len(msg) > len("S expected `x` of shape ...") + 20
+    else:
+        assert len(shape) == len(expected)
+        assert all(e is None or e == s for e, s in zip(expected, shape, strict=True))

@@ -174,9 +174,7 @@ def test_pmap_errors():
 
 
 def test_vmap_of_grad_of_filter_jit(getkey):
-    filter_jit = getattr(eqx, "filter_jit", None)
-    if filter_jit is None:
-        pytest.skip("ecliptic.filter_jit has not landed on this branch yet")
+    filter_jit = eqx.filter_jit
     model, xs = make_affine(getkey()), jr.normal(getkey(), (4, 3))
 
     @filter_jit

@@ -1,14 +1,33 @@
 """ecliptic: neural networks and scientific computing in JAX. A model is a PyTree."""
 
-# Re-exports only. Each block belongs to one private module; keep one blank line
-# between blocks.
+# Re-exports only: `from ._x import name as name`.
 
 from . import debug as debug, nn as nn
-
-# -- _module/, _pretty_print.py, _enum.py, _caches.py (Module system) --
+from ._ad import (
+    filter_checkpoint as filter_checkpoint,
+    filter_grad as filter_grad,
+    filter_hessian as filter_hessian,
+    filter_jacfwd as filter_jacfwd,
+    filter_jacrev as filter_jacrev,
+    filter_jvp as filter_jvp,
+    filter_value_and_grad as filter_value_and_grad,
+    filter_vjp as filter_vjp,
+)
+from ._caches import clear_caches as clear_caches
+from ._callback import filter_pure_callback as filter_pure_callback
+from ._custom import (
+    filter_closure_convert as filter_closure_convert,
+    filter_custom_jvp as filter_custom_jvp,
+    filter_custom_vjp as filter_custom_vjp,
+)
 from ._enum import Enumeration as Enumeration
-
-# -- _filters.py, _tree.py, _update.py (filters and tree tools) --
+from ._errors import (
+    branched_error_if as branched_error_if,
+    EquinoxRuntimeError as EquinoxRuntimeError,
+    EquinoxTracetimeError as EquinoxTracetimeError,
+    error_if as error_if,
+)
+from ._eval_shape import filter_eval_shape as filter_eval_shape
 from ._filters import (
     combine as combine,
     filter as filter,
@@ -18,6 +37,8 @@ from ._filters import (
     is_inexact_array_like as is_inexact_array_like,
     partition as partition,
 )
+from ._jit import filter_jit as filter_jit
+from ._make_jaxpr import filter_make_jaxpr as filter_make_jaxpr
 from ._module import (
     AbstractClassVar as AbstractClassVar,
     AbstractVar as AbstractVar,
@@ -29,53 +50,6 @@ from ._module import (
     StrictConfig as StrictConfig,
 )
 from ._pretty_print import tree_pformat as tree_pformat, tree_pprint as tree_pprint
-from ._tree import (
-    tree_at as tree_at,
-    tree_check as tree_check,
-    tree_equal as tree_equal,
-    tree_flatten_one_level as tree_flatten_one_level,
-)
-from ._update import apply_updates as apply_updates
-
-
-# -- _jit.py, _errors.py (filter_jit and runtime errors) --
-# isort: split
-from ._caches import clear_caches as clear_caches
-from ._errors import (
-    branched_error_if as branched_error_if,
-    EquinoxRuntimeError as EquinoxRuntimeError,
-    EquinoxTracetimeError as EquinoxTracetimeError,
-    error_if as error_if,
-)
-from ._jit import filter_jit as filter_jit
-
-# -- _ad.py, _vmap_pmap.py, _eval_shape.py, _make_jaxpr.py, _callback.py, _sharding.py --
-from ._ad import (
-    filter_checkpoint as filter_checkpoint,
-    filter_grad as filter_grad,
-    filter_hessian as filter_hessian,
-    filter_jacfwd as filter_jacfwd,
-    filter_jacrev as filter_jacrev,
-    filter_jvp as filter_jvp,
-    filter_value_and_grad as filter_value_and_grad,
-    filter_vjp as filter_vjp,
-)
-from ._callback import filter_pure_callback as filter_pure_callback
-from ._custom import (
-    filter_closure_convert as filter_closure_convert,
-    filter_custom_jvp as filter_custom_jvp,
-    filter_custom_vjp as filter_custom_vjp,
-)
-from ._eval_shape import filter_eval_shape as filter_eval_shape
-from ._make_jaxpr import filter_make_jaxpr as filter_make_jaxpr
-from ._sharding import filter_shard as filter_shard
-from ._vmap_pmap import (
-    filter_pmap as filter_pmap,
-    filter_vmap as filter_vmap,
-    if_array as if_array,
-)
-
-# -- _serialisation.py --
 from ._serialisation import (
     CheckpointError as CheckpointError,
     default_deserialise_filter_spec as default_deserialise_filter_spec,
@@ -85,8 +59,19 @@ from ._serialisation import (
     tree_deserialise_leaves as tree_deserialise_leaves,
     tree_serialise_leaves as tree_serialise_leaves,
 )
-
-# -- nn re-exports at top level --
+from ._sharding import filter_shard as filter_shard
+from ._tree import (
+    tree_at as tree_at,
+    tree_check as tree_check,
+    tree_equal as tree_equal,
+    tree_flatten_one_level as tree_flatten_one_level,
+)
+from ._update import apply_updates as apply_updates
+from ._vmap_pmap import (
+    filter_pmap as filter_pmap,
+    filter_vmap as filter_vmap,
+    if_array as if_array,
+)
 from .nn import inference_mode as tree_inference  # noqa: F401 (Equinox alias)
 
 

@@ -11,8 +11,10 @@ Every `nn` layer acts on a single example. Layers call [`check_shape`][] at trac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 
 Dim = int | str | None
@@ -171,7 +173,7 @@ def shape_error(
 
 
 def check_shape(
-    subject: str,
+    subject: str | Callable[[], str],
     x: Any,
     expected: Sequence[Dim],
     *,
@@ -183,12 +185,13 @@ def check_shape(
     """Raises [`shape_error`][] unless `x.shape` matches `expected`.
 
     Only the static shape is read, so this costs nothing once traced. See
-    [`shape_error`][] for the arguments.
+    [`shape_error`][] for the arguments; `subject` may also be a function returning
+    the subject, called only to word an error.
     """
-    shape = tuple(x.shape)
+    shape = tuple(np.shape(x))
     if not _matches(shape, expected):
         raise shape_error(
-            subject,
+            subject() if callable(subject) else subject,
             shape,
             expected,
             name=name,
@@ -212,3 +215,24 @@ def describe(obj: Any, **config: Any) -> str:
     module = type(obj).__module__
     prefix = "ecliptic.nn." if module.startswith("ecliptic.nn") else ""
     return f"{prefix}{type(obj).__name__}({args})"
+
+
+def dtype_error(subject: str, param_dtype: Any, x_dtype: Any, *, name: str = "x"):
+    """Builds the `TypeError` for an input whose dtype does not match the layer's
+    parameters (where JAX would not, or under strict promotion may not, mix them).
+
+    **Arguments:**
+
+    - `subject`: the layer with its configuration.
+    - `param_dtype`: the dtype of the layer's parameters.
+    - `x_dtype`: the dtype of the input.
+    - `name`: the argument's name, shown in backticks.
+
+    **Returns:** the `TypeError` (the caller raises it).
+    """
+    p, x = np.dtype(param_dtype).name, np.dtype(x_dtype).name
+    return TypeError(
+        f"{subject} has {p} parameters, but got `{name}` of dtype {x}. Cast the "
+        f"input with `{name}.astype(jnp.{p})`, or build the layer with "
+        f"`dtype=jnp.{x}`."
+    )

@@ -53,7 +53,7 @@ import jax.random as jr  # noqa: E402
 import ecliptic.nn as enn  # noqa: E402
 
 
-def _normal(*shape):
+def _core_normal(*shape):
     return lambda key, dtype: (jr.normal(key, shape, dtype),)
 
 
@@ -71,8 +71,8 @@ def _core(name, make, shape, wrong, expected, **kwargs):
         Descriptor(
             name=name,
             make=make,
-            inputs=_normal(*shape),
-            wrong_input=None if wrong is None else _normal(*wrong),
+            inputs=_core_normal(*shape),
+            wrong_input=None if wrong is None else _core_normal(*wrong),
             wrong_match=None if wrong is None else _vmap_match(wrong, expected),
             **kwargs,
         )
@@ -191,6 +191,23 @@ _core(
 )
 _core("Dropout", lambda k, d: enn.Dropout(0.5), (6,), None, None, needs_key=True)
 _core("PReLU", lambda k, d: enn.PReLU(jnp.full((2, 1), 0.3, d)), (2, 3), None, None)
+_core(
+    "Sequential",
+    lambda k, d: enn.Sequential(
+        [enn.Linear(3, 4, dtype=d, key=k), enn.PReLU(), enn.Dropout(0.3)]
+    ),
+    (3,),
+    (2, 3),
+    "(3,)",
+    needs_key=True,
+)
+_core(
+    "Lambda",
+    lambda k, d: enn.Lambda(jax.nn.softplus),
+    (2, 3),
+    None,
+    None,
+)
 
 
 # -- normalisation, attention, rnn, stateful, shared, RoPE --

@@ -47,7 +47,9 @@ def apply(row, layer, state, args, key):
 
     def one(args):
         if row.stateful:
-            out, _ = fn(layer, *args, state, **kw)
+            # A State is invalidated once used: call with a fresh clone each time.
+            fresh = jax.tree.map(lambda x: x, state)
+            out, _ = fn(layer, *args, fresh, **kw)
             return out
         return fn(layer, *args, **kw)
 

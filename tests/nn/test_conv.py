@@ -199,3 +199,27 @@ def test_bad_arguments(getkey, kwargs, error, match):
 def test_bad_transpose_arguments(getkey, kwargs, match):
     with pytest.raises(ValueError, match=match):
         enn.ConvTranspose1d(2, 4, 3, **kwargs, key=getkey())
+
+
+def test_mixed_dtypes(getkey):
+    conv = enn.Conv1d(1, 1, 2, key=getkey())
+    convt = enn.ConvTranspose1d(1, 1, 2, dtype=jnp.bfloat16, key=getkey())
+    with pytest.raises(TypeError, match=r"float32 parameters, .* dtype bfloat16"):
+        conv(jnp.ones((1, 4), jnp.bfloat16))
+    with pytest.raises(TypeError, match=r"bfloat16 parameters, .*x\.astype"):
+        convt(jnp.ones((1, 4)))
+
+
+def test_valid_padding_input_smaller_than_kernel(getkey):
+    conv = enn.Conv1d(1, 1, 3, padding="VALID", key=getkey())
+    with pytest.raises(ValueError, match="padded to 2, which is smaller than the"):
+        conv(jnp.ones((1, 2)))
+
+
+def test_conv_transpose_padding_that_trims_everything(getkey):
+    convt = enn.ConvTranspose1d(1, 1, 1, padding=1, key=getkey())
+    with pytest.raises(
+        ValueError, match=r"would have output size 0, because the padding \(1, 1\)"
+    ):
+        convt(jnp.ones((1, 2)))
+    assert convt(jnp.ones((1, 3))).shape == (1, 1)

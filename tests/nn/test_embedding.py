@@ -134,3 +134,13 @@ def test_rope_static_methods():
     np.testing.assert_allclose(cos[:, 1], np.cos(np.arange(3) / 10.0), rtol=1e-6)
     half = enn.RotaryPositionalEmbedding.rotate_half(jnp.array([1.0, 2.0, 3.0, 4.0]))
     np.testing.assert_array_equal(half, [-3.0, -4.0, 1.0, 2.0])
+
+
+def test_rope_cache_is_cleared_by_clear_caches():
+    import ecliptic
+    from ecliptic.nn._embedding import _rope_tables
+
+    enn.RotaryPositionalEmbedding(4)(jnp.ones((3, 4)))
+    assert _rope_tables.cache_info().currsize > 0
+    ecliptic.clear_caches()
+    assert _rope_tables.cache_info().currsize == 0

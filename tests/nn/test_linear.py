@@ -130,3 +130,11 @@ def test_identity():
     assert enn.Identity()(x, key=jr.PRNGKey(0)) is x
     assert ident("anything") == "anything"
     assert jax.tree.leaves(ident) == []
+
+
+def test_mixed_dtypes_under_strict_promotion(getkey):
+    lin = enn.Linear(2, 2, key=getkey())
+    with pytest.raises(TypeError, match="has float32 parameters, but got `x` of dtype"):
+        lin(jnp.ones(2, jnp.bfloat16))
+    with jax.numpy_dtype_promotion("standard"):
+        assert lin(jnp.ones(2, jnp.bfloat16)).dtype == jnp.float32

@@ -126,3 +126,13 @@ def test_adaptive_pool_errors():
         pool(jnp.ones((1, 3, 8)))
     with pytest.raises(ValueError, match=re.escape("jax.vmap(layer)(x)")):
         pool(jnp.ones((2, 1, 8, 8)))
+
+
+def test_use_ceil_padding_counts_towards_the_kernel():
+    # Without ceil the 2 entries cannot hold a window of 3; ceil pads to 4.
+    pool = enn.MaxPool1d(3, 2, use_ceil=True)
+    np.testing.assert_allclose(pool(jnp.array([[1.0, 2.0]])), [[2.0]])
+    with pytest.raises(
+        ValueError, match="padded to 2, which is smaller than the kernel"
+    ):
+        enn.MaxPool1d(3, 2)(jnp.ones((1, 2)))

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import ecliptic.nn as enn
 
@@ -206,6 +207,9 @@ def test_same_key_gives_identical_parameters(case):
     theirs, ours = _pair(case)
     assert type(ours).__name__ == type(theirs).__name__
     assert _fields(ours) == _fields(theirs)
+    for name, static in _fields(ours):
+        if static:
+            assert getattr(ours, name) == getattr(theirs, name), name
     a, b = _arrays(theirs), _arrays(ours)
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
@@ -258,3 +262,168 @@ def test_jitted_outputs_match(case):
     want = eqx.filter_jit(lambda m, x: m(x, **kwargs))(theirs, x)
     got = eqx.filter_jit(lambda m, x: m(x, **kwargs))(ours, x)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+def _same_output(make, x, seed):
+    key = jr.PRNGKey(seed)
+    try:
+        theirs = make(eqx.nn, key)
+        want = theirs(x)
+    except Exception:
+        # A configuration (or input) that Equinox rejects: ecliptic rejects it too.
+        with pytest.raises((ValueError, TypeError)):
+            make(enn, key)(x)
+        return
+    ours = make(enn, key)
+    if want.size == 0:
+        # Deliberate difference: an input smaller than the (dilated) kernel gives
+        # Equinox an empty output, and ecliptic a ValueError saying so.
+        with pytest.raises(ValueError, match="smaller than the|would have output size"):
+            ours(x)
+        return
+    for a, b in zip(_arrays(theirs), _arrays(ours), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    got = ours(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+_pads = st.one_of(
+    st.integers(0, 2),
+    st.sampled_from(["SAME", "SAME_LOWER", "VALID"]),
+    st.tuples(st.tuples(st.integers(0, 2), st.integers(0, 2))),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    size=st.integers(3, 9),
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    padding=_pads,
+    mode=st.sampled_from(["ZEROS", "REFLECT", "REPLICATE", "CIRCULAR"]),
+    seed=st.integers(0, 100),
+)
+def test_conv1d_property(size, kernel, stride, dilation, padding, mode, seed):
+    x = jr.normal(jr.PRNGKey(seed), (2, size))
+    make = lambda nn, k: nn.Conv1d(
+        2, 3, kernel, stride, padding, dilation, padding_mode=mode, key=k
+    )
+    _same_output(make, x, seed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    size=st.integers(2, 6),
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    extra=st.integers(0, 2),
+    dilation=st.integers(1, 2),
+    padding=_pads,
+    circular=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_conv_transpose1d_property(
+    size, kernel, stride, extra, dilation, padding, circular, seed
+):
+    x = jr.normal(jr.PRNGKey(seed), (2, size))
+    output_padding = min(extra, stride - 1)
+    mode = "CIRCULAR" if circular else "ZEROS"
+    make = lambda nn, k: nn.ConvTranspose1d(
+        2,
+        3,
+        kernel,
+        stride,
+        output_padding,
+        padding,
+        dilation,
+        padding_mode=mode,
+        key=k,
+    )
+    _same_output(make, x, seed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    size=st.integers(2, 9),
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    ceil=st.booleans(),
+    avg=st.booleans(),
+    seed=st.integers(0, 100),
+)
+def test_pool1d_property(size, kernel, stride, padding, ceil, avg, seed):
+    x = jr.normal(jr.PRNGKey(seed), (2, size))
+    cls = "AvgPool1d" if avg else "MaxPool1d"
+    make = lambda nn, k: getattr(nn, cls)(kernel, stride, padding, ceil)
+    _same_output(make, x, seed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(size=st.integers(1, 12), target=st.integers(1, 12), seed=st.integers(0, 100))
+def test_adaptive_pool1d_property(size, target, seed):
+    x = jr.normal(jr.PRNGKey(seed), (2, size))
+    for cls in ("AdaptiveAvgPool1d", "AdaptiveMaxPool1d"):
+        _same_output(lambda nn, k, cls=cls: getattr(nn, cls)(target), x, seed)
+
+
+def _train_cnn(lib):
+    """A small CNN trained for a few steps, written once for either library."""
+    import optax
+
+    k1, k2, k3, k4 = jr.split(jr.PRNGKey(0), 4)
+
+    class CNN(lib.Module):
+        conv: lib.nn.Conv2d
+        pool: lib.nn.MaxPool2d
+        mlp: lib.nn.MLP
+        drop: lib.nn.Dropout
+
+        def __init__(self, key):
+            ka, kb = jr.split(key)
+            self.conv = lib.nn.Conv2d(1, 4, 3, padding="SAME", key=ka)
+            self.pool = lib.nn.MaxPool2d(2, 2)
+            self.mlp = lib.nn.MLP(4 * 3 * 3, 3, 8, 1, key=kb)
+            self.drop = lib.nn.Dropout(0.1)
+
+        def __call__(self, x, key):
+            x = jax.nn.relu(self.conv(x))
+            x = self.pool(x).reshape(-1)
+            return self.mlp(self.drop(x, key=key))
+
+    model = CNN(k1)
+    x = jr.normal(k2, (8, 1, 6, 6))
+    y = jr.randint(k3, (8,), 0, 3)
+    optim = optax.sgd(0.1)
+    opt_state = optim.init(lib.filter(model, lib.is_inexact_array))
+
+    @lib.filter_value_and_grad
+    def loss_fn(model, x, y, keys):
+        logits = jax.vmap(model)(x, keys)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @lib.filter_jit
+    def step(model, opt_state, x, y, keys):
+        loss, grads = loss_fn(model, x, y, keys)
+        updates, opt_state = optim.update(grads, opt_state)
+        return lib.apply_updates(model, updates), opt_state, loss
+
+    losses = []
+    for i in range(3):
+        keys = jr.split(jr.fold_in(k4, i), 8)
+        model, opt_state, loss = step(model, opt_state, x, y, keys)
+        losses.append(float(loss))
+    return losses, _arrays(model)
+
+
+def test_cnn_training_program_matches_equinox():
+    import ecliptic
+
+    want_losses, want_params = _train_cnn(eqx)
+    got_losses, got_params = _train_cnn(ecliptic)
+    np.testing.assert_allclose(got_losses, want_losses, rtol=1e-5)
+    assert want_losses[-1] < want_losses[0]
+    for a, b in zip(want_params, got_params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

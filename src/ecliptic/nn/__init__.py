@@ -1,10 +1,10 @@
 """ecliptic.nn: layers. Every layer acts on a single example; batch with `jax.vmap`."""
 
-# Re-exports only, one block per private module.
+# Re-exports only: `from ._x import name as name`.
 
-# -- core layers: _linear, _mlp, _conv, _pool, _embedding, _dropout, _sequential,
-#    _activations, _inference --
 from ._activations import PReLU as PReLU
+from ._attention import MultiheadAttention as MultiheadAttention
+from ._batch_norm import BatchNorm as BatchNorm
 from ._conv import (
     Conv as Conv,
     Conv1d as Conv1d,
@@ -20,8 +20,14 @@ from ._embedding import (
     Embedding as Embedding,
     RotaryPositionalEmbedding as RotaryPositionalEmbedding,
 )
+from ._inference import inference_mode as inference_mode
 from ._linear import Identity as Identity, Linear as Linear
 from ._mlp import MLP as MLP
+from ._normalisation import (
+    GroupNorm as GroupNorm,
+    LayerNorm as LayerNorm,
+    RMSNorm as RMSNorm,
+)
 from ._pool import (
     AdaptiveAvgPool1d as AdaptiveAvgPool1d,
     AdaptiveAvgPool2d as AdaptiveAvgPool2d,
@@ -37,17 +43,6 @@ from ._pool import (
     MaxPool2d as MaxPool2d,
     MaxPool3d as MaxPool3d,
     Pool as Pool,
-)
-
-# -- stateful, normalisation, attention, rnn, shared: _stateful, _normalisation,
-#    _batch_norm, _spectral_norm, _weight_norm, _attention, _rnn, _shared --
-from ._attention import MultiheadAttention as MultiheadAttention
-from ._batch_norm import BatchNorm as BatchNorm
-from ._inference import inference_mode as inference_mode
-from ._normalisation import (
-    GroupNorm as GroupNorm,
-    LayerNorm as LayerNorm,
-    RMSNorm as RMSNorm,
 )
 from ._rnn import GRUCell as GRUCell, LSTMCell as LSTMCell
 from ._sequential import Lambda as Lambda, Sequential as Sequential

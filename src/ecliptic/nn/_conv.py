@@ -12,8 +12,8 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, PRNGKeyArray
 
-from .._checks import check_shape, describe
-from .._module import Module, field
+from .._checks import check_shape, describe, dtype_error
+from .._module import field, Module
 from ._linear import default_floating_dtype, default_init
 
 
@@ -114,18 +114,23 @@ def _check_input(layer: Any, x: Array) -> None:
             "example with `jnp.moveaxis(x, -1, 0)`."
         )
     check_shape(
-        layer._subject(),
+        layer._subject,
         x,
         (c,) + (None,) * n,
         axis_names=(f"in_channels={c}",) + (None,) * n,
         hint=hint,
     )
+    if x.dtype != layer.weight.dtype:
+        # `lax.conv_general_dilated` needs equal dtypes under any promotion mode.
+        raise dtype_error(layer._subject(), layer.weight.dtype, x.dtype)
 
 
 def _check_spatial(layer: Any, shape: tuple[int, ...], padding: Any) -> None:
     """Each padded spatial axis must hold the dilated kernel at least once."""
-    if isinstance(padding, str):
-        return
+    if padding == "VALID":
+        padding = ((0, 0),) * layer.num_spatial_dims
+    elif isinstance(padding, str):
+        return  # SAME / SAME_LOWER: the output has ceil(size / stride) entries
     for i, (size, (lo, hi), k, d) in enumerate(
         zip(shape[1:], padding, layer.kernel_size, layer.dilation, strict=True)
     ):
@@ -140,7 +145,13 @@ def _check_spatial(layer: Any, shape: tuple[int, ...], padding: Any) -> None:
 
 
 class Conv(Module):
-    """N-dimensional convolution of one example of shape `(in_channels, *spatial)`."""
+    """N-dimensional convolution of one example of shape `(in_channels, *spatial)`.
+
+    The input's rank, channel count and dtype are checked at trace time: a batch
+    axis, a channels-last layout, a spatial axis smaller than the (dilated) kernel
+    (Equinox returns an empty array there) or a dtype other than the parameters'
+    raise an error that says how to fix it.
+    """
 
     num_spatial_dims: int = field(static=True)
     weight: Array
@@ -248,13 +259,14 @@ class Conv(Module):
             x = jnp.pad(x, pads, mode=_NUMPY_MODES[self.padding_mode])
             padding = "VALID"
         y = lax.conv_general_dilated(
-            lhs=x[None],
+            lhs=x.reshape((1,) + x.shape),
             rhs=self.weight,
             window_strides=self.stride,
             padding=padding,
             rhs_dilation=self.dilation,
             feature_group_count=self.groups,
-        )[0]
+        )
+        y = y.reshape(y.shape[1:])
         if self.bias is not None:
             y = y + self.bias
         return y
@@ -387,6 +399,22 @@ class ConvTranspose(Module):
             pads.append((span - lo, span - hi + extra))
         return pads
 
+    def _check_output_size(self, shape: tuple[int, ...], pads: list) -> None:
+        """Too much padding would trim the output to nothing."""
+        for i, (size, (lo, hi)) in enumerate(zip(shape[1:], pads, strict=True)):
+            s, d, k = self.stride[i], self.dilation[i], self.kernel_size[i]
+            out = (size - 1) * s + 1 + lo + hi - d * (k - 1)
+            if out <= 0:
+                full = (size - 1) * s + d * (k - 1) + 1
+                pad = self.padding
+                pad = pad if isinstance(pad, str) else pad[i]
+                raise ValueError(
+                    f"{self._subject()} got `x` of shape {tuple(shape)}: spatial axis "
+                    f"{i + 1} would have output size {out}, because the padding "
+                    f"{pad!r} trims more than the {full} entries that the transposed "
+                    "convolution produces. Use less padding or a larger input."
+                )
+
     @jax.named_scope("ecliptic.nn.ConvTranspose")
     def __call__(self, x: Array, *, key: PRNGKeyArray | None = None) -> Array:
         """**Arguments:**
@@ -400,6 +428,7 @@ class ConvTranspose(Module):
         del key
         _check_input(self, x)
         pads = self._transposed_padding()
+        self._check_output_size(x.shape, pads)
         if self.padding_mode == "CIRCULAR":
             wrap = [(0, 0)] + [
                 (lo // s, hi // s)
@@ -410,14 +439,15 @@ class ConvTranspose(Module):
                 (lo % s, hi % s) for (lo, hi), s in zip(pads, self.stride, strict=True)
             ]
         y = lax.conv_general_dilated(
-            lhs=x[None],
+            lhs=x.reshape((1,) + x.shape),
             rhs=self.weight,
             window_strides=(1,) * self.num_spatial_dims,
             padding=pads,
             lhs_dilation=self.stride,
             rhs_dilation=self.dilation,
             feature_group_count=self.groups,
-        )[0]
+        )
+        y = y.reshape(y.shape[1:])
         if self.bias is not None:
             y = y + self.bias
         return y

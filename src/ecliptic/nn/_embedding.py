@@ -1,7 +1,5 @@
 """`Embedding` (a lookup table) and `RotaryPositionalEmbedding` (RoPE)."""
 
-from __future__ import annotations
-
 import functools as ft
 from typing import Any
 
@@ -11,8 +9,9 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
+from .._caches import register_cache_clear
 from .._checks import check_shape, describe, format_shape
-from .._module import Module, field
+from .._module import field, Module
 from ._linear import default_floating_dtype
 
 
@@ -99,26 +98,30 @@ class Embedding(Module):
         **Returns:** the `x`-th row of the table, of shape `(embedding_size,)`.
         """
         del key
-        subject = describe(
+        dtype = jnp.result_type(x)
+        if not jnp.issubdtype(dtype, jnp.integer):
+            raise TypeError(
+                f"{self._subject()} expected an integer index `x`, but got dtype "
+                f"{dtype}. "
+                "Cast it with `x.astype(jnp.int32)`."
+            )
+        check_shape(self._subject, jnp.asarray(x), ())
+        return self.weight[x]
+
+    def _subject(self) -> str:
+        return describe(
             self,
             num_embeddings=self.num_embeddings,
             embedding_size=self.embedding_size,
         )
-        dtype = jnp.result_type(x)
-        if not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(
-                f"{subject} expected an integer index `x`, but got dtype {dtype}. "
-                "Cast it with `x.astype(jnp.int32)`."
-            )
-        check_shape(subject, jnp.asarray(x), ())
-        return self.weight[x]
 
 
 @ft.lru_cache(maxsize=64)
 def _rope_tables(
     embedding_size: int, length: int, theta: float, dtype: Any, x64: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine and sine tables, `(length, embedding_size // 2)` each, as numpy.
+    """Cosine and sine tables, `(length, embedding_size)` each (the half-size
+    table repeated twice along the last axis, ready for `rotate_half`), as numpy.
 
     Keyed on everything that changes the values: size, length, `theta`, dtype
     and 64-bit mode. (Equinox's cache forgets `theta`.)
@@ -126,9 +129,12 @@ def _rope_tables(
     del x64  # only part of the key: it changes jnp's default precision
     with jax.ensure_compile_time_eval():
         angles = _angles(embedding_size, jnp.arange(float(length)), theta)
-        cos = np.asarray(jnp.cos(angles).astype(dtype))
-        sin = np.asarray(jnp.sin(angles).astype(dtype))
+        cos = np.tile(np.asarray(jnp.cos(angles).astype(dtype)), (1, 2))
+        sin = np.tile(np.asarray(jnp.sin(angles).astype(dtype)), (1, 2))
     return cos, sin
+
+
+register_cache_clear(_rope_tables.cache_clear)
 
 
 def _angles(embedding_size: int, positions: Array, theta: float) -> Array:
@@ -180,6 +186,9 @@ class RotaryPositionalEmbedding(Module):
         angles = _angles(embedding_size, jnp.arange(float(end)), theta)
         return jnp.cos(angles).astype(dtype), jnp.sin(angles).astype(dtype)
 
+    def _subject(self) -> str:
+        return describe(self, embedding_size=self.embedding_size, theta=self.theta)
+
     @jax.named_scope("ecliptic.nn.RotaryPositionalEmbedding")
     def __call__(
         self,
@@ -200,9 +209,8 @@ class RotaryPositionalEmbedding(Module):
         of `x`.
         """
         del key
-        subject = describe(self, embedding_size=self.embedding_size, theta=self.theta)
         check_shape(
-            subject,
+            self._subject,
             x,
             ("seq_length", self.embedding_size),
             axis_names=(None, f"embedding_size={self.embedding_size}"),
@@ -211,8 +219,8 @@ class RotaryPositionalEmbedding(Module):
         if isinstance(offset, (int, np.integer)) and not isinstance(offset, bool):
             if offset < 0:
                 raise ValueError(
-                    f"{subject} got offset={offset}, but `offset` is the position of "
-                    "the first row and must be >= 0."
+                    f"{self._subject()} got offset={offset}, but `offset` is the "
+                    "position of the first row and must be >= 0."
                 )
             # Round the table up to a power of two so that growing sequences (or
             # offsets) reuse it; the values do not depend on the table's length.
@@ -229,10 +237,8 @@ class RotaryPositionalEmbedding(Module):
         else:
             positions = jnp.asarray(offset) + jnp.arange(seq_len)
             angles = _angles(self.embedding_size, positions.astype(float), self.theta)
-            cos = jnp.cos(angles).astype(self.dtype)
-            sin = jnp.sin(angles).astype(self.dtype)
-        cos = jnp.tile(cos, (1, 2))
-        sin = jnp.tile(sin, (1, 2))
+            cos = jnp.tile(jnp.cos(angles).astype(self.dtype), (1, 2))
+            sin = jnp.tile(jnp.sin(angles).astype(self.dtype), (1, 2))
         # Compute in the wider of the two dtypes (as standard promotion would, so
         # strict-promotion users get no error), then return the input's dtype.
         with jax.numpy_dtype_promotion("standard"):

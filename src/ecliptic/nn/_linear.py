@@ -8,10 +8,11 @@ from typing import Any, Literal, TypeVar
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+from jax.dtypes import TypePromotionError
 from jaxtyping import Array, PRNGKeyArray
 
-from .._checks import check_shape, describe
-from .._module import Module, field
+from .._checks import check_shape, describe, dtype_error
+from .._module import field, Module
 
 
 _T = TypeVar("_T")
@@ -121,18 +122,22 @@ class Linear(Module):
         `out_features="scalar"`).
         """
         del key
-        x = jnp.asarray(x)
+        if not isinstance(x, jax.Array):
+            x = jnp.asarray(x)
         if self.in_features == "scalar":
-            check_shape(self._subject(), x, ())
+            check_shape(self._subject, x, ())
             x = jnp.reshape(x, (1,))
         else:
             check_shape(
-                self._subject(),
+                self._subject,
                 x,
                 (self.in_features,),
                 axis_names=(f"in_features={self.in_features}",),
             )
-        y = self.weight @ x
+        try:
+            y = self.weight @ x
+        except TypePromotionError as e:  # strict promotion and mixed dtypes
+            raise dtype_error(self._subject(), self.weight.dtype, x.dtype) from e
         if self.bias is not None:
             y = y + self.bias
         if self.out_features == "scalar":

@@ -15,8 +15,9 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
 from .._filters import is_array
-from .._module import Module, field
-from ._linear import Linear, _check_features, default_floating_dtype
+from .._module import field, Module
+from .._vmap_pmap import filter_vmap
+from ._linear import _check_features, default_floating_dtype, Linear
 
 
 def _identity(x: Any) -> Any:
@@ -39,20 +40,9 @@ def _select(fn: Callable, index: int | Array) -> Callable:
     return jtu.tree_map(lambda x: x[index] if is_array(x) else x, fn)
 
 
-def _map_neurons(fn: Callable, x: Array) -> Array:
-    """`fn` applied to each entry of `x`, the i-th with the i-th parameters of `fn`."""
-    leaves, treedef = jtu.tree_flatten(fn)
-    where = [is_array(leaf) for leaf in leaves]
-    arrays = [leaf for leaf, w in zip(leaves, where, strict=True) if w]
-
-    def one(arrays: list[Array], xi: Array) -> Array:
-        it = iter(arrays)
-        rebuilt = [
-            next(it) if w else leaf for leaf, w in zip(leaves, where, strict=True)
-        ]
-        return jtu.tree_unflatten(treedef, rebuilt)(xi)
-
-    return jax.vmap(one)(arrays, x)
+# `fn(x)` for each entry of `x`, the i-th with the i-th parameters of `fn`: array
+# leaves of `fn` and `x` are mapped over their first axis, anything else is static.
+_map_neurons = filter_vmap(lambda fn, x: fn(x))
 
 
 class MLP(Module):
@@ -156,6 +146,8 @@ class MLP(Module):
         `out_size="scalar"`).
         """
         del key
+        if not isinstance(x, jax.Array):
+            x = jnp.asarray(x)
         self._check_input(x)
         if self.depth == 0:
             x = self.layers[0](x)
@@ -179,15 +171,17 @@ class MLP(Module):
         return _map_neurons(self.final_activation, x)
 
     def _check_input(self, x: Array) -> None:
-        subject = describe(
-            self,
-            in_size=self.in_size,
-            out_size=self.out_size,
-            width_size=self.width_size,
-            depth=self.depth,
-        )
+        def subject() -> str:
+            return describe(
+                self,
+                in_size=self.in_size,
+                out_size=self.out_size,
+                width_size=self.width_size,
+                depth=self.depth,
+            )
+
         if self.in_size == "scalar":
-            check_shape(subject, jnp.asarray(x), ())
+            check_shape(subject, x, ())
         else:
             names = (f"in_size={self.in_size}",)
-            check_shape(subject, jnp.asarray(x), (self.in_size,), axis_names=names)
+            check_shape(subject, x, (self.in_size,), axis_names=names)

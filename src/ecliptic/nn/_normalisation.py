@@ -14,6 +14,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
 from .._module import field, Module
+from ._linear import default_floating_dtype
 from ._stateful import missing_state, State
 
 
@@ -21,11 +22,6 @@ def compute_dtype(dtype: Any) -> Any:
     """The dtype to compute statistics in: `dtype` promoted to at least float32."""
     with jax.numpy_dtype_promotion("standard"):
         return jnp.result_type(dtype, jnp.float32)
-
-
-def default_floating_dtype() -> Any:
-    """float64 when JAX runs in 64-bit mode, float32 otherwise."""
-    return jax.dtypes.canonicalize_dtype(jnp.float64)
 
 
 def _as_shape(shape: int | Sequence[int]) -> tuple[int, ...]:

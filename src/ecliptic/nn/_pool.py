@@ -13,7 +13,7 @@ from jax import lax
 from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
-from .._module import Module, field
+from .._module import field, Module
 from ._conv import _ntuple
 
 
@@ -34,7 +34,9 @@ def _pool_padding(owner: str, padding: Any, n: int) -> tuple[tuple[int, int], ..
 class Pool(Module):
     """N-dimensional reduction over a sliding window (the base of max/avg pooling).
 
-    Acts on one example of shape `(channels, *spatial)`.
+    Acts on one example of shape `(channels, *spatial)`. A spatial axis that cannot
+    hold one window, even padded, raises a `ValueError` (Equinox returns an empty
+    array).
     """
 
     init: int | float | Array
@@ -102,11 +104,9 @@ class Pool(Module):
             pads.append((lo, hi) if (n + lo + hi - k) % s == 0 else (lo, hi + s))
         return tuple(pads)
 
-    def _check_input(self, x: Array) -> None:
-        n = self.num_spatial_dims
-        check_shape(self._subject(), x, ("channels",) + (None,) * n)
+    def _check_sizes(self, x: Array, padding: tuple[tuple[int, int], ...]) -> None:
         for i, (size, (lo, hi), k) in enumerate(
-            zip(x.shape[1:], self.padding, self.kernel_size, strict=True)
+            zip(x.shape[1:], padding, self.kernel_size, strict=True)
         ):
             if size + lo + hi < k:
                 raise ValueError(
@@ -127,11 +127,12 @@ class Pool(Module):
         **Returns:** an array of shape `(channels, *new_spatial)`.
         """
         del key
-        self._check_input(x)
+        check_shape(self._subject, x, ("channels",) + (None,) * self.num_spatial_dims)
         padding = self.padding
         if self.use_ceil:
             padding = self._ceil_padding(x.shape[1:])
             self._check_padding(padding, "with use_ceil=True, the padding")
+        self._check_sizes(x, padding)
         return lax.reduce_window(
             x,
             self.init,
@@ -391,6 +392,9 @@ class AdaptivePool(Module):
             )
         self.operation = operation
 
+    def _subject(self) -> str:
+        return describe(self, target_shape=self.target_shape)
+
     @jax.named_scope("ecliptic.nn.AdaptivePool")
     def __call__(self, x: Array, *, key: PRNGKeyArray | None = None) -> Array:
         """**Arguments:**
@@ -402,14 +406,13 @@ class AdaptivePool(Module):
         **Returns:** an array of shape `(channels, *target_shape)`.
         """
         del key
-        subject = describe(self, target_shape=self.target_shape)
         n = len(self.target_shape)
-        check_shape(subject, x, ("channels",) + (None,) * n)
+        check_shape(self._subject, x, ("channels",) + (None,) * n)
         if any(s < t for s, t in zip(x.shape[1:], self.target_shape, strict=True)):
             raise ValueError(
-                f"{subject} got `x` of shape {tuple(x.shape)}, but every spatial size "
-                f"must be at least the target size {self.target_shape}. Use a smaller "
-                "target_shape or a larger input."
+                f"{self._subject()} got `x` of shape {tuple(x.shape)}, but every "
+                f"spatial size must be at least the target size {self.target_shape}. "
+                "Use a smaller target_shape or a larger input."
             )
         for axis, target in enumerate(self.target_shape, start=1):
             x = jnp.moveaxis(x, axis, -1)
