@@ -503,7 +503,9 @@ class _JitWrapper(Module):
     def __call__(self, /, *args, **kwargs):
         d = self._dispatch
         positional = not kwargs and len(args) == d.npos
-        if positional:
+        # (Skipped while `remember` is failing, e.g. in a training loop, where each
+        # call brings a new model: see `_Dispatcher.call`.)
+        if positional and d.fails < 8:
             # Fast path: every argument is an array or a Module whose flatten is
             # memoised (`_flat_cache`); the key is identity-hashed tokens and array
             # types, so no PyTree is flattened and no treedef hashed. The first
