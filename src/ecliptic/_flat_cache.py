@@ -44,7 +44,6 @@ __all__ = [
     "CACHE",
     "FAST_ARRAY_TYPES",
     "FlatEntry",
-    "is_module",
     "note",
     "stale",
     "stale_more",
@@ -61,11 +60,6 @@ _one_level = jtu.default_registry.flatten_one_level
 # `isinstance(type(x), _ModuleMeta)` avoids `ABCMeta.__instancecheck__`, whose
 # negative cache for non-Modules is not reliably cheap.
 _ModuleMeta = type(Module)
-
-
-def is_module(x: Any) -> bool:
-    """Whether `x` is a Module instance (via its metaclass: no ABC machinery)."""
-    return isinstance(type(x), _ModuleMeta)
 
 
 class _Token:
@@ -215,9 +209,9 @@ def _fill(obj: Any, wr: Any) -> FlatEntry:
 
 
 def note(obj: Any) -> FlatEntry | None:
-    """The entry for `obj` if it is cached and current (filling it on the second
-    sighting); `None` for the first sighting, a stale or uncacheable object, or one
-    that is not a Module."""
+    """The entry for `obj` if it is memoised: filled on the second sighting, and
+    refilled when a list/dict inside it changed. `None` for the first sighting, an
+    object that cannot be memoised, or one that is not a Module."""
     if not isinstance(type(obj), _ModuleMeta):
         return None
     key = id(obj)
