@@ -1,7 +1,20 @@
 """`filter_jit`: `jax.jit` for arbitrary PyTrees, with a thin dispatch path.
 
 Array leaves (`ecliptic.is_array`) are traced; every other leaf is static (hashed and
-compared). Per call the wrapper does:
+compared). A call takes one of two paths.
+
+**Fast path** (`_JitWrapper.__call__`), for a call with the expected number of
+positional arguments where each argument is a `jax.Array`/NumPy array or a Module
+whose flatten is memoised by `_flat_cache` (a Module is memoised the second time it
+is passed, if its tree holds no PyTree node other than Modules, tuples, lists, dicts
+and `None`, and no tracer or unhashable leaf). Per argument it reads the memo by
+`id`, checks `ref() is arg` and that no list/dict inside changed (an identity test
+of their items), and appends the memoised arrays. The key is the tuple of interned
+tokens (one per `(treedef, leaf types, static leaves)`, hashed by identity) and array
+types; a dict lookup gives the compiled entry. No PyTree is flattened and no treedef
+is hashed. A miss falls through to the ordinary path, which records a fast entry.
+
+**Ordinary path** (`_Dispatcher.call`/`slow`):
 
 1. bind the arguments to the signature (skipped when only the expected number of
    positional arguments is passed);
@@ -11,11 +24,12 @@ compared). Per call the wrapper does:
    other types too has further slots keyed on `(treedef, types)`). The slot knows
    which positions hold arrays (the mask depends only on the types), so static leaves
    and arrays are picked out with C-level `itemgetter`s; when there are static
-   leaves, a second dict keyed on their values picks the compiled entry;
-4. call a `jax.jit` of a function of the flat array lists only, so JAX's C++ fast
-   path does the rest. Non-array outputs come back through pytree nodes whose
-   *unflatten* returns the stored value, so JAX rebuilds the user's output in one
-   pass and there is no Python post-processing.
+   leaves, a second dict keyed on their values picks the compiled entry.
+
+Either way the entry is a `jax.jit` of a function of the flat array lists only, so
+JAX's C++ fast path does the rest. Non-array outputs come back through pytree nodes
+whose *unflatten* returns the stored value, so JAX rebuilds the user's output in one
+pass and there is no Python post-processing.
 
 Nothing blocks: the call returns as soon as `jax.jit` would. A failed
 `ecliptic.error_if` that JAX reports to this call is re-raised as
@@ -29,7 +43,7 @@ import inspect
 import types
 import warnings
 from collections.abc import Callable
-from operator import itemgetter
+from operator import is_, itemgetter
 from typing import Any, Literal, overload, TypeVar
 
 import jax
@@ -39,6 +53,12 @@ import numpy as np
 from ._caches import register_cache_clear
 from ._errors import runtime_error_from
 from ._filters import is_array
+from ._flat_cache import (
+    CACHE as _FLAT_CACHE,
+    FAST_ARRAY_TYPES,
+    note,
+    stale_more,
+)
 from ._module import field, Module, module_update_wrapper, Partial
 
 
@@ -150,28 +170,34 @@ class _Slot:
 # Dispatch tables shared by every wrapper of the same function (same static parts,
 # same donation and jit options), so `filter_jit(f)(x)` in a loop compiles once.
 _TABLES: dict[Any, dict] = {}
+# The same tables' fast part: `(token or array type per argument) -> (entry, n_first)`.
+_FAST_TABLES: dict[Any, dict] = {}
 _MAX_TABLES = 1024
 _MAX_SLOTS = 4096
+_MAX_FAST = 1024
+_cache_get = _FLAT_CACHE.get
+_ModuleMeta = type(Module)
 
 
 def _clear_tables() -> None:
-    for table in _TABLES.values():
-        table.clear()
-    _TABLES.clear()
+    for tables in (_TABLES, _FAST_TABLES):
+        for table in tables.values():
+            table.clear()
+        tables.clear()
 
 
 register_cache_clear(_clear_tables)
 
 
-def _table_for(key: Any) -> dict:
+def _table_for(tables: dict, key: Any) -> dict:
     try:
-        table = _TABLES.get(key)
+        table = tables.get(key)
     except TypeError:  # unhashable jit options: a private table
         return {}
     if table is None:
-        if len(_TABLES) >= _MAX_TABLES:
-            _TABLES.pop(next(iter(_TABLES)))
-        table = _TABLES[key] = {}
+        if len(tables) >= _MAX_TABLES:
+            tables.pop(next(iter(tables)))
+        table = tables[key] = {}
     return table
 
 
@@ -228,6 +254,8 @@ class _Dispatcher:
         self.fun_arrays = [x for x in leaves if is_array(x)]
         first, rest, self.quiet = _DONATE_MODES[donate]
         self.split = first != rest
+        self.direct = not (self.split or self.quiet)
+        self.fails = 0
         if self.split:
             self.donate_argnums: tuple[int, ...] = (0, 2)
         else:
@@ -238,7 +266,10 @@ class _Dispatcher:
             hash((self.fun_treedef, self.fun_static))
         except TypeError:
             raise _unhashable_error(tree_fun, "fun") from None
-        self.table = _table_for((self.fun_treedef, self.fun_static, jit_key))
+        table_key = (self.fun_treedef, self.fun_static, jit_key)
+        self.table = _table_for(_TABLES, table_key)
+        self.fast = _table_for(_FAST_TABLES, table_key)
+        self.fast_get = self.fast.get
 
     def rebuild_fun(self, fun_arrays) -> Any:
         fun = _rebuild(self.fun_treedef, self.fun_static, fun_arrays)
@@ -252,8 +283,11 @@ class _Dispatcher:
         bound = self.sig.bind(*args, **kwargs)
         return bound.args, bound.kwargs
 
-    def call(self, fun_arrays, args: tuple, kwargs: dict) -> Any:
-        if kwargs or len(args) != self.npos:
+    def call(self, fun_arrays, args: tuple, kwargs: dict, positional: bool) -> Any:
+        """The ordinary path, when the fast path (in `_JitWrapper.__call__`) missed:
+        flatten everything, look up by treedef and types. A plain positional call
+        also tries to record a fast-table entry (see `remember`)."""
+        if not positional:
             args, kwargs = self.bind(args, kwargs)
         leaves, treedef = jtu.tree_flatten([args, kwargs] if kwargs else args)
         types = tuple(map(type, leaves))
@@ -273,15 +307,61 @@ class _Dispatcher:
                 dyn = slot.dyn_get(leaves)
         if entry is None or slot is None:
             entry, dyn, slot = self.resolve(args, kwargs, leaves, treedef)
+        if positional:
+            # After 8 calls in a row that could not be remembered (e.g. a training
+            # step, whose model is new each call), try only every 64th call.
+            fails = self.fails
+            if fails < 8 or not fails & 63:
+                self.fails = (
+                    0 if self.remember(args, entry, slot.n_first) else fails + 1
+                )
+            else:
+                self.fails = fails + 1
+        if self.direct:
+            try:
+                return entry(fun_arrays, dyn)
+            except (_JaxRuntimeError, ValueError) as exc:
+                err = runtime_error_from(exc)
+                if err is None:
+                    raise
+                raise err from None
+        return self.invoke(entry, fun_arrays, dyn, slot.n_first)
+
+    def remember(self, args: tuple, entry, n_first: int) -> bool:
+        """Records a fast-table entry for these arguments if each is an array or a
+        memoised Module (`_flat_cache.note`, which memoises on a second sighting).
+        Returns whether it did."""
+        for a in args:
+            t = type(a)
+            if t not in FAST_ARRAY_TYPES and not isinstance(t, _ModuleMeta):
+                return False  # this argument can never be memoised
+        key = []
+        for a in args:
+            t = type(a)
+            if t in FAST_ARRAY_TYPES:
+                key.append(t)
+                continue
+            e = note(a)
+            if e is None:
+                return False
+            key.append(e.token)
+        fast = self.fast
+        if len(fast) >= _MAX_FAST:
+            fast.clear()
+        fast[tuple(key)] = (entry, n_first)
+        return True
+
+    def invoke(self, entry, fun_arrays, dyn, k: int) -> Any:
         try:
+            if self.direct:
+                return entry(fun_arrays, dyn)
             if self.quiet:
                 with warnings.catch_warnings():
                     warnings.filterwarnings(
                         "ignore", message="Some donated buffers were not usable"
                     )
-                    return self.invoke(entry, fun_arrays, dyn, slot.n_first)
+                    return self.run(entry, fun_arrays, dyn, k)
             if self.split:
-                k = slot.n_first
                 return entry(fun_arrays, dyn[:k], dyn[k:])
             return entry(fun_arrays, dyn)
         except (_JaxRuntimeError, ValueError) as e:
@@ -290,7 +370,7 @@ class _Dispatcher:
                 raise
             raise err from None
 
-    def invoke(self, entry, fun_arrays, dyn, k: int) -> Any:
+    def run(self, entry, fun_arrays, dyn, k: int) -> Any:
         if self.split:
             return entry(fun_arrays, dyn[:k], dyn[k:])
         return entry(fun_arrays, dyn)
@@ -302,7 +382,7 @@ class _Dispatcher:
 
     def lower(self, fun_arrays, args: tuple, kwargs: dict) -> Lowered:
         entry, dyn, slot = self.lookup(args, kwargs)
-        lower = ft.partial(self.invoke, entry.lower, fun_arrays, dyn, slot.n_first)
+        lower = ft.partial(self.run, entry.lower, fun_arrays, dyn, slot.n_first)
         if self.quiet:
             with warnings.catch_warnings():
                 warnings.filterwarnings(
@@ -382,7 +462,7 @@ class Compiled:
                 "`filter_jit` function directly."
             )
         try:
-            return self._dispatch.invoke(
+            return self._dispatch.run(
                 self._compiled, self._fun_arrays, dyn, slot.n_first
             )
         except (_JaxRuntimeError, ValueError) as e:
@@ -421,7 +501,48 @@ class _JitWrapper(Module):
         return self._dispatch.rebuild_fun(self._dynamic_fun)
 
     def __call__(self, /, *args, **kwargs):
-        return self._dispatch.call(self._dynamic_fun, args, kwargs)
+        d = self._dispatch
+        positional = not kwargs and len(args) == d.npos
+        # (Skipped while `remember` is failing, e.g. in a training loop, where each
+        # call brings a new model: see `_Dispatcher.call`.)
+        if positional and d.fails < 8:
+            # Fast path: every argument is an array or a Module whose flatten is
+            # memoised (`_flat_cache`); the key is identity-hashed tokens and array
+            # types, so no PyTree is flattened and no treedef hashed. The first
+            # list/dict inside a Module is checked for changes inline.
+            key = []
+            dyn = []
+            for a in args:
+                t = type(a)
+                if t in FAST_ARRAY_TYPES:
+                    key.append(t)
+                    dyn.append(a)
+                    continue
+                e = _cache_get(id(a))
+                if e is None or e.ref() is not a:
+                    break
+                c = e.cont
+                if c is not None and (
+                    len(c) != e.n
+                    or not all(map(is_, c, e.snap))
+                    or (e.more is not None and stale_more(e.more))
+                ):
+                    break
+                key.append(e.token)
+                dyn += e.arrays
+            else:
+                hit = d.fast_get(tuple(key))
+                if hit is not None:
+                    if not d.direct:
+                        return d.invoke(hit[0], self._dynamic_fun, dyn, hit[1])
+                    try:
+                        return hit[0](self._dynamic_fun, dyn)
+                    except (_JaxRuntimeError, ValueError) as exc:
+                        err = runtime_error_from(exc)
+                        if err is None:
+                            raise
+                        raise err from None
+        return d.call(self._dynamic_fun, args, kwargs, positional)
 
     def lower(self, /, *args, **kwargs) -> Lowered:
         """Lowers for these arguments without running; see [`Lowered`][]."""
