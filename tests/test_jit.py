@@ -708,3 +708,35 @@ def test_fast_entries_still_recorded_after_many_unrememberable_calls(getkey):
     assert _fast_hits(jf, model, x) and jf._dispatch.fails == 0
     np.testing.assert_allclose(out, model(x), rtol=1e-6)
     assert len(f.traces) == 1
+
+
+def test_non_array_outputs_keep_jax_cpp_dispatch(monkeypatch):
+    # A function returning a Module with a non-array leaf (here a function) must still
+    # dispatch through JAX's C++ fast path: JAX only builds it when every output leaf
+    # is an array, and otherwise runs its Python `ExecuteReplicated` on every call.
+    from jax._src.interpreters import pxla
+
+    class WithActivation(ecliptic.Module):
+        weight: jax.Array
+        activation: object
+
+    @ecliptic.filter_jit
+    def step(m, x):
+        return ecliptic.tree_at(lambda t: t.weight, m, m.weight + x), "done"
+
+    model = WithActivation(jnp.ones(3), jax.nn.relu)
+    for _ in range(3):
+        model, tag = step(model, jnp.ones(3))
+    calls = []
+    original = pxla.ExecuteReplicated.__call__
+
+    def counting(self, *args):
+        calls.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(pxla.ExecuteReplicated, "__call__", counting)
+    for _ in range(3):
+        model, tag = step(model, jnp.ones(3))
+    assert calls == []
+    assert tag == "done" and model.activation is jax.nn.relu
+    assert jnp.array_equal(model.weight, jnp.full(3, 7.0))

@@ -27,9 +27,11 @@ is hashed. A miss falls through to the ordinary path, which records a fast entry
    leaves, a second dict keyed on their values picks the compiled entry.
 
 Either way the entry is a `jax.jit` of a function of the flat array lists only, so
-JAX's C++ fast path does the rest. Non-array outputs come back through pytree nodes
-whose *unflatten* returns the stored value, so JAX rebuilds the user's output in one
-pass and there is no Python post-processing.
+JAX's C++ fast path does the rest. It returns the flat list of output arrays and an
+`_OutStructure` (treedef plus non-array leaves, kept by JAX per compiled signature);
+`_finish` rebuilds the user's output with one unflatten. Only arrays ever reach JAX
+as outputs: JAX's C++ dispatch path is disabled for functions whose outputs hold
+non-array leaves (say, a model with an activation function in it).
 
 Nothing blocks: the call returns as soon as `jax.jit` would. A failed
 `ecliptic.error_if` that JAX reports to this call is re-raised as
@@ -81,21 +83,40 @@ _DONATE_MODES = {
 }
 
 
-class _StaticOut:
-    """Carries a non-array output through `jax.jit`: a pytree node with no children
-    whose unflatten returns the stored value itself."""
+class _OutStructure:
+    """The structure of a compiled function's output: its treedef and its non-array
+    leaves (`None` where an array goes; `static is None` when all are arrays).
 
-    __slots__ = ("value",)
+    The jitted function returns `(arrays, _OutStructure)`. This is a PyTree node
+    with no children whose unflatten gives back the node itself, so JAX keeps it
+    per compiled signature and its C++ dispatch path still sees only arrays. (If
+    non-array outputs were leaves or were unflattened into the user's values inside
+    JAX, its C++ fast path would be disabled for any function returning, say, a
+    model with an activation function in it.)"""
 
-    def __init__(self, value: Any):
-        self.value = value
+    __slots__ = ("treedef", "static")
+
+    def __init__(self, treedef: Any, static: tuple | None):
+        self.treedef = treedef
+        self.static = static
 
 
-jtu.register_pytree_node(_StaticOut, lambda s: ((), s.value), lambda value, _: value)
+jtu.register_pytree_node(_OutStructure, lambda s: ((), s), lambda s, _: s)
 
 
-def _wrap_output(leaf: Any) -> Any:
-    return leaf if is_array(leaf) else _StaticOut(leaf)
+def _split_output(out: Any) -> tuple[list, _OutStructure]:
+    leaves, treedef = jtu.tree_flatten(out)
+    arrays = [x for x in leaves if is_array(x)]
+    if len(arrays) == len(leaves):
+        return arrays, _OutStructure(treedef, None)
+    static = tuple(None if is_array(x) else x for x in leaves)
+    return arrays, _OutStructure(treedef, static)
+
+
+def _finish(out: tuple[list, _OutStructure]) -> Any:
+    """Rebuilds the user's output from what the jitted function returned."""
+    arrays, structure = out
+    return _rebuild(structure.treedef, structure.static, arrays)
 
 
 def _rebuild(treedef, static: tuple | None, arrays) -> Any:
@@ -319,7 +340,7 @@ class _Dispatcher:
                 self.fails = fails + 1
         if self.direct:
             try:
-                return entry(fun_arrays, dyn)
+                return _finish(entry(fun_arrays, dyn))
             except (_JaxRuntimeError, ValueError) as exc:
                 err = runtime_error_from(exc)
                 if err is None:
@@ -354,16 +375,16 @@ class _Dispatcher:
     def invoke(self, entry, fun_arrays, dyn, k: int) -> Any:
         try:
             if self.direct:
-                return entry(fun_arrays, dyn)
+                return _finish(entry(fun_arrays, dyn))
             if self.quiet:
                 with warnings.catch_warnings():
                     warnings.filterwarnings(
                         "ignore", message="Some donated buffers were not usable"
                     )
-                    return self.run(entry, fun_arrays, dyn, k)
+                    return _finish(self.run(entry, fun_arrays, dyn, k))
             if self.split:
-                return entry(fun_arrays, dyn[:k], dyn[k:])
-            return entry(fun_arrays, dyn)
+                return _finish(entry(fun_arrays, dyn[:k], dyn[k:]))
+            return _finish(entry(fun_arrays, dyn))
         except (_JaxRuntimeError, ValueError) as e:
             err = runtime_error_from(e)
             if err is None:
@@ -431,8 +452,7 @@ class _Dispatcher:
             dyn = arrays[0] if len(arrays) == 1 else (*arrays[0], *arrays[1])
             tree = _rebuild(in_treedef, in_static, dyn)
             args, kwargs = tree if has_kwargs else (tree, {})
-            out = fun(*args, **kwargs)
-            return jtu.tree_map(_wrap_output, out)
+            return _split_output(fun(*args, **kwargs))
 
         flat_fun.__name__ = self.name
         flat_fun.__qualname__ = self.qualname
@@ -462,8 +482,8 @@ class Compiled:
                 "`filter_jit` function directly."
             )
         try:
-            return self._dispatch.run(
-                self._compiled, self._fun_arrays, dyn, slot.n_first
+            return _finish(
+                self._dispatch.run(self._compiled, self._fun_arrays, dyn, slot.n_first)
             )
         except (_JaxRuntimeError, ValueError) as e:
             err = runtime_error_from(e)
@@ -536,7 +556,7 @@ class _JitWrapper(Module):
                     if not d.direct:
                         return d.invoke(hit[0], self._dynamic_fun, dyn, hit[1])
                     try:
-                        return hit[0](self._dynamic_fun, dyn)
+                        return _finish(hit[0](self._dynamic_fun, dyn))
                     except (_JaxRuntimeError, ValueError) as exc:
                         err = runtime_error_from(exc)
                         if err is None:
