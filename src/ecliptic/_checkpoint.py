@@ -118,6 +118,13 @@ class HashingReader:
         self._crc = 0
         self._stale = False
 
+    def restart(self) -> None:
+        """Starts the checksummed region at the current position (what was read
+        before, e.g. a JSON header line, is not covered by the trailer)."""
+        self.start = self._hashed_end = self._pos
+        self._crc = 0
+        self._stale = False
+
     def _account(self, pos: int, data: Any) -> None:
         view = memoryview(data).cast("B")
         end = pos + view.nbytes

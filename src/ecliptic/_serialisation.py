@@ -434,9 +434,12 @@ def save_with_hyperparameters(
 ) -> None:
     """Saves `hyperparameters` as a JSON first line, then the leaves of `pytree`.
 
-    This is the file layout of Equinox's documented recipe, so files from that recipe
-    load with [`ecliptic.load_with_hyperparameters`][]. Saving to a path is atomic,
-    and the checksum trailer covers the JSON line too.
+    This is exactly the file that Equinox's documented recipe writes (a JSON line,
+    then `tree_serialise_leaves(f, pytree)` into the same open file), so files from
+    that recipe, written by Equinox or by ecliptic, load with
+    [`ecliptic.load_with_hyperparameters`][], and files from this function load with
+    the recipe's `readline` + `tree_deserialise_leaves`. Saving to a path is atomic;
+    the checksum trailer covers the leaves (the JSON line is checked by parsing it).
 
     **Arguments:**
 
@@ -457,6 +460,7 @@ def save_with_hyperparameters(
 
     def body(w: HashingWriter) -> None:
         w.write(line)
+        w.crc, w.nbytes = 0, 0  # the trailer covers the leaves, as in the recipe
         _write_tree(w, pytree, filter_spec, is_leaf)
 
     _save(path_or_file, body)
@@ -506,6 +510,7 @@ def load_with_hyperparameters(
 
     def body(reader: HashingReader, source: str) -> tuple[PyTree, dict[str, Any]]:
         hyperparameters = _read_hyperparameters(reader, source)
+        reader.restart()  # the trailer covers the leaves only, as in the recipe
         like = filter_eval_shape(make, **hyperparameters)
         return _read_tree(reader, source, like, filter_spec, is_leaf), hyperparameters
 
