@@ -187,3 +187,12 @@ def test_vmap_of_grad_of_filter_jit(getkey):
     single = eqx.filter_grad(loss)(model, xs[1])
     np.testing.assert_allclose(grads.weight[1], single.weight, rtol=1e-4, atol=1e-6)
     assert grads.activation is None
+
+
+def test_clear_caches_empties_the_pmap_cache():
+    from ecliptic._vmap_pmap import _PMAP_CACHE
+
+    eqx.filter_pmap(lambda x: x + 1)(jnp.ones((1, 2)))
+    assert _PMAP_CACHE
+    eqx.clear_caches()
+    assert not _PMAP_CACHE

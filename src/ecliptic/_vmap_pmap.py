@@ -22,6 +22,7 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import PyTree
 
+from ._caches import register_cache_clear
 from ._filters import is_array
 from ._module import Module, module_update_wrapper, Partial
 from ._split import Aux, check_no_kwargs, is_none, names_of
@@ -298,6 +299,7 @@ def filter_vmap(
 
 _PMAP_CACHE: dict[Any, Callable] = {}
 _PMAP_CACHE_SIZE = 256
+register_cache_clear(_PMAP_CACHE.clear)
 
 
 def _hashable_static(leaves: list, where: str) -> tuple:
