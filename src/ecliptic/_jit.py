@@ -84,8 +84,9 @@ _DONATE_MODES = {
 
 
 class _OutStructure:
-    """The structure of a compiled function's output: its treedef and its non-array
-    leaves (`None` where an array goes; `static is None` when all are arrays).
+    """The structure of a compiled function's output: `rebuild(arrays)` turns the
+    flat list of output arrays back into the user's output (its treedef and its
+    non-array leaves are held inside `rebuild`).
 
     The jitted function returns `(arrays, _OutStructure)`. This is a PyTree node
     with no children whose unflatten gives back the node itself, so JAX keeps it
@@ -94,29 +95,31 @@ class _OutStructure:
     JAX, its C++ fast path would be disabled for any function returning, say, a
     model with an activation function in it.)"""
 
-    __slots__ = ("treedef", "static")
+    __slots__ = ("rebuild",)
 
-    def __init__(self, treedef: Any, static: tuple | None):
-        self.treedef = treedef
-        self.static = static
+    def __init__(self, rebuild: Callable[[list], Any]):
+        self.rebuild = rebuild
 
 
 jtu.register_pytree_node(_OutStructure, lambda s: ((), s), lambda s, _: s)
+_first = itemgetter(0)
 
 
 def _split_output(out: Any) -> tuple[list, _OutStructure]:
     leaves, treedef = jtu.tree_flatten(out)
     arrays = [x for x in leaves if is_array(x)]
-    if len(arrays) == len(leaves):
-        return arrays, _OutStructure(treedef, None)
-    static = tuple(None if is_array(x) else x for x in leaves)
-    return arrays, _OutStructure(treedef, static)
+    if len(arrays) < len(leaves):
+        static = tuple(None if is_array(x) else x for x in leaves)
+        return arrays, _OutStructure(ft.partial(_rebuild, treedef, static))
+    if jtu.treedef_is_leaf(treedef) and len(arrays) == 1:
+        return arrays, _OutStructure(_first)  # a single array: no unflatten
+    return arrays, _OutStructure(treedef.unflatten)
 
 
 def _finish(out: tuple[list, _OutStructure]) -> Any:
     """Rebuilds the user's output from what the jitted function returned."""
     arrays, structure = out
-    return _rebuild(structure.treedef, structure.static, arrays)
+    return structure.rebuild(arrays)
 
 
 def _rebuild(treedef, static: tuple | None, arrays) -> Any:
