@@ -526,3 +526,15 @@ def test_optax_partition_combine_workflow(getkey):
     new = optax.apply_updates(lin, updates)
     assert isinstance(new, Linear)
     assert jnp.sum(new(x) ** 2) < jnp.sum(lin(x) ** 2)
+
+
+def test_subclasses_are_the_user_s_only():
+    class Base(eqx.Module):
+        x: int
+
+    class Child(Base):
+        pass
+
+    Base(1), Child(2)
+    assert Base.__subclasses__() == [Child]
+    assert Child.__subclasses__() == []

@@ -232,6 +232,7 @@ def _make_shadow(
         "__doc__": cls.__doc__,
         "_ecliptic_shadow": None,
         "_ecliptic_fast_shadow": None,
+        "_ecliptic_is_shadow": True,
     }
     shadow = type.__new__(mcs, cls.__name__, (cls,), namespace)
     jtu.register_pytree_with_keys(shadow, flatten_with_keys, unflatten)
@@ -384,6 +385,14 @@ class _ModuleMeta(abc.ABCMeta):
     def __signature__(cls) -> inspect.Signature:
         signature = inspect.signature(cls.__init__)
         return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+    def __subclasses__(cls) -> list[type]:
+        # The shadow class used while `__init__` runs is an implementation detail.
+        return [
+            k
+            for k in type.__subclasses__(cls)
+            if "_ecliptic_is_shadow" not in k.__dict__
+        ]
 
     def register(cls, subclass: type) -> type:
         raise ValueError(
