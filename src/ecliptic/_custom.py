@@ -34,6 +34,7 @@ from ._split import (
     partition,
     static_equal,
 )
+from ._tree import same_shapes
 
 
 def _none_to_symbolic_zero(ct: Any, x: Any) -> Any:
@@ -399,17 +400,6 @@ def _unflat(flat: tuple[tuple, Any]) -> Any:
     return jtu.tree_unflatten(treedef, leaves)
 
 
-def _same_structs(a: Any, b: Any) -> bool:
-    leaves_a, treedef_a = jtu.tree_flatten(a)
-    leaves_b, treedef_b = jtu.tree_flatten(b)
-    if treedef_a != treedef_b:
-        return False
-    return all(
-        x.shape == y.shape and x.dtype == y.dtype
-        for x, y in zip(leaves_a, leaves_b, strict=True)
-    )
-
-
 class _ClosureConverted(Module):
     in_dynamic_struct: tuple = field(static=True)
     in_static: tuple = field(static=True)
@@ -422,7 +412,7 @@ class _ClosureConverted(Module):
         dynamic, static = partition((args, kwargs), is_array)
         want = _unflat(self.in_dynamic_struct)
         got = jtu.tree_map(_struct, dynamic)
-        if not _same_structs(got, want):
+        if not same_shapes(got, want):
             raise ValueError(
                 "A function made by ecliptic.filter_closure_convert expected array "
                 f"arguments of shapes/dtypes {want}, as in the example arguments, but "

@@ -239,3 +239,16 @@ def _check_node(node: Any, path: str | None, seen: dict[int, list]) -> None:
             raise _self_reference_error(node, path, child_path)
         _check_node(child, child_path, seen)
     seen[id(node)][1] = False
+
+
+def same_shapes(a: Any, b: Any) -> bool:
+    """Whether `a` and `b` have the same structure and, leaf by leaf, the same shape
+    and dtype (private helper, e.g. for `State.set` and `filter_closure_convert`)."""
+    leaves_a, treedef_a = jtu.tree_flatten(a)
+    leaves_b, treedef_b = jtu.tree_flatten(b)
+    if treedef_a != treedef_b:
+        return False
+    return all(
+        x.shape == y.shape and x.dtype == y.dtype
+        for x, y in zip(leaves_a, leaves_b, strict=True)
+    )

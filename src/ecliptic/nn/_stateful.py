@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 
 from .._module import field, Module
+from .._tree import same_shapes
 
 
 _Value = TypeVar("_Value")
@@ -177,7 +178,7 @@ class State:
         except KeyError:
             raise ValueError(_missing_index_message(item, state)) from None
         value = jtu.tree_map(jnp.asarray, value)
-        if not _same_struct(old, value):
+        if not same_shapes(old, value):
             raise ValueError(
                 "ecliptic.nn.State.set expected a new value with the same pytree "
                 "structure, shapes and dtypes as the old value "
@@ -273,17 +274,6 @@ def _missing_index_message(item: StateIndex, state: dict[Any, Any]) -> str:
         f"a StateIndex with marker {item.marker!r} that it does not hold. The State "
         "must come from the same model instance: build both with "
         "`model, state = ecliptic.nn.make_with_state(Model)(...)`."
-    )
-
-
-def _same_struct(a: PyTree, b: PyTree) -> bool:
-    a_leaves, a_def = jtu.tree_flatten(a)
-    b_leaves, b_def = jtu.tree_flatten(b)
-    if a_def != b_def:
-        return False
-    return all(
-        x.shape == y.shape and x.dtype == y.dtype
-        for x, y in zip(a_leaves, b_leaves, strict=True)
     )
 
 
