@@ -227,6 +227,7 @@ def _make_shadow(
         return None
     namespace = {
         "__setattr__": object.__setattr__,
+        "__delattr__": object.__delattr__,
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__,
@@ -372,7 +373,9 @@ class _ModuleMeta(abc.ABCMeta):
         # checked in bulk and the instance becomes a `cls`.
         obj = _new(shadow)
         cls.__init__(obj, *args, **kwargs)
-        _setattr(obj, "__class__", cls)
+        # A plain store: the shadow's `__setattr__` is `object.__setattr__` (faster
+        # than calling it by name).
+        obj.__class__ = cls
         d = obj.__dict__
         if d.keys() != cls._ecliptic_names or not _SPECIAL_VALUE_TYPES.isdisjoint(
             map(type, d.values())
