@@ -1,20 +1,29 @@
 """`filter_jit`: `jax.jit` for arbitrary PyTrees, with a thin dispatch path.
 
 Array leaves (`ecliptic.is_array`) are traced; every other leaf is static (hashed and
-compared). A call takes one of two paths.
+compared). A call with the expected number of positional arguments (and no keyword
+arguments) tries two shortcuts before the ordinary path (`_JitWrapper.__call__`).
 
-**Fast path** (`_JitWrapper.__call__`), for a call with the expected number of
-positional arguments where each argument is a `jax.Array`/NumPy array or a Module
+**Guard path.** After an ordinary call, the dispatcher holds a *guard* for that
+argument structure (`_guard.py`): a generated function that walks the arguments
+with the exact node types, lengths, keys, static fields and static leaves of that
+call, and returns their arrays in flatten order, or `None` at the first difference.
+A call that passes it goes straight to the same compiled entry, with no flatten and
+no treedef hash. This is the path of a training loop, whose model and optimiser
+state are new objects of the same structure on every call. A short guard (small
+arguments) runs alone; a long one runs after the memo path.
+
+**Memo path**, for arguments that are each a `jax.Array`/NumPy array or a Module
 whose flatten is memoised by `_flat_cache` (a Module is memoised the second time it
 is passed, if its tree holds no PyTree node other than Modules, tuples, lists, dicts
 and `None`, and no tracer or unhashable leaf). Per argument it reads the memo by
 `id`, checks `ref() is arg` and that no list/dict inside changed (an identity test
 of their items), and appends the memoised arrays. The key is the tuple of interned
 tokens (one per `(treedef, leaf types, static leaves)`, hashed by identity) and array
-types; a dict lookup gives the compiled entry. No PyTree is flattened and no treedef
-is hashed. A miss falls through to the ordinary path, which records a fast entry.
+types; a dict lookup gives the compiled entry. Its cost does not grow with the size
+of the model, so large models passed again and again (inference) take it.
 
-**Ordinary path** (`_Dispatcher.call`/`slow`):
+**Ordinary path** (`_Dispatcher.call`/`resolve`):
 
 1. bind the arguments to the signature (skipped when only the expected number of
    positional arguments is passed);
@@ -24,14 +33,16 @@ is hashed. A miss falls through to the ordinary path, which records a fast entry
    other types too has further slots keyed on `(treedef, types)`). The slot knows
    which positions hold arrays (the mask depends only on the types), so static leaves
    and arrays are picked out with C-level `itemgetter`s; when there are static
-   leaves, a second dict keyed on their values picks the compiled entry.
+   leaves, a second dict keyed on their values picks the compiled entry;
+4. record a memo-path entry and install the guard for this structure.
 
-Either way the entry is a `jax.jit` of a function of the flat array lists only, so
-JAX's C++ fast path does the rest. It returns the flat list of output arrays and an
-`_OutStructure` (treedef plus non-array leaves, kept by JAX per compiled signature);
-`_finish` rebuilds the user's output with one unflatten. Only arrays ever reach JAX
-as outputs: JAX's C++ dispatch path is disabled for functions whose outputs hold
-non-array leaves (say, a model with an activation function in it).
+Every path calls the entry with the same argument structure (two lists of arrays),
+so they share JAX's compiled code. The entry is a `jax.jit` of a function of those
+lists only, so JAX's C++ fast path does the rest. An output whose leaves are all
+arrays leaves `jax.jit` as it is; any other output comes back as a `_Packed` (the
+arrays, and a function that rebuilds the output with its non-array leaves). Only
+arrays ever reach JAX as outputs: JAX's C++ dispatch path is disabled for functions
+whose outputs hold non-array leaves (say, a model with an activation function in it).
 
 Nothing blocks: the call returns as soon as `jax.jit` would. A failed
 `ecliptic.error_if` that JAX reports to this call is re-raised as
@@ -44,6 +55,7 @@ import functools as ft
 import inspect
 import types
 import warnings
+import weakref
 from collections.abc import Callable
 from operator import is_, itemgetter
 from typing import Any, Literal, overload, TypeVar
@@ -61,6 +73,7 @@ from ._flat_cache import (
     note,
     stale_more,
 )
+from ._guard import make_guard
 from ._module import field, Module, module_update_wrapper, Partial
 
 
@@ -83,43 +96,43 @@ _DONATE_MODES = {
 }
 
 
-class _OutStructure:
-    """The structure of a compiled function's output: `rebuild(arrays)` turns the
-    flat list of output arrays back into the user's output (its treedef and its
-    non-array leaves are held inside `rebuild`).
+class _Packed(tuple):
+    """`(rebuild, arrays)`: what a compiled function returns when the user's output
+    has non-array leaves; `rebuild(arrays)` gives the user's output back.
 
-    The jitted function returns `(arrays, _OutStructure)`. This is a PyTree node
-    with no children whose unflatten gives back the node itself, so JAX keeps it
-    per compiled signature and its C++ dispatch path still sees only arrays. (If
-    non-array outputs were leaves or were unflattened into the user's values inside
-    JAX, its C++ fast path would be disabled for any function returning, say, a
-    model with an activation function in it.)"""
+    An output whose leaves are all arrays leaves `jax.jit` as it is (JAX's C++ path
+    unflattens it). Any other output is packed: a PyTree node whose children are the
+    output arrays and whose auxiliary data is `rebuild` (holding the treedef and the
+    non-array leaves, kept by JAX per compiled signature). JAX's C++ dispatch path is
+    disabled for functions whose outputs hold non-array leaves (say, a model with an
+    activation function in it), so those leaves never reach JAX. Users never see a
+    `_Packed`, so `type(out) is _Packed` tells the two kinds apart."""
 
-    __slots__ = ("rebuild",)
-
-    def __init__(self, rebuild: Callable[[list], Any]):
-        self.rebuild = rebuild
+    __slots__ = ()
 
 
-jtu.register_pytree_node(_OutStructure, lambda s: ((), s), lambda s, _: s)
-_first = itemgetter(0)
+jtu.register_pytree_node(
+    _Packed,
+    lambda p: (p[1], p[0]),
+    lambda rebuild, arrays: _Packed((rebuild, arrays)),
+)
 
 
-def _split_output(out: Any) -> tuple[list, _OutStructure]:
+def _split_output(out: Any) -> Any:
     leaves, treedef = jtu.tree_flatten(out)
+    if all(map(is_array, leaves)):
+        return out
+    static = tuple(None if is_array(x) else x for x in leaves)
     arrays = [x for x in leaves if is_array(x)]
-    if len(arrays) < len(leaves):
-        static = tuple(None if is_array(x) else x for x in leaves)
-        return arrays, _OutStructure(ft.partial(_rebuild, treedef, static))
-    if jtu.treedef_is_leaf(treedef) and len(arrays) == 1:
-        return arrays, _OutStructure(_first)  # a single array: no unflatten
-    return arrays, _OutStructure(treedef.unflatten)
+    return _Packed((ft.partial(_rebuild, treedef, static), arrays))
 
 
-def _finish(out: tuple[list, _OutStructure]) -> Any:
-    """Rebuilds the user's output from what the jitted function returned."""
-    arrays, structure = out
-    return structure.rebuild(arrays)
+def _finish(out: Any) -> Any:
+    """The user's output from what the compiled function returned (the hot paths
+    inline this)."""
+    if type(out) is _Packed:
+        return out[0](out[1])
+    return out
 
 
 def _rebuild(treedef, static: tuple | None, arrays) -> Any:
@@ -137,6 +150,18 @@ def _getter(positions: list[int]) -> Callable[[list], tuple]:
         (i,) = positions
         return lambda leaves: (leaves[i],)
     return itemgetter(*positions)
+
+
+def _list_getter(positions: list[int]) -> Callable[[list], list]:
+    # The array list handed to `jax.jit` is always a list, whichever path built
+    # it (a tuple would be another PyTree structure to JAX: a retrace).
+    if len(positions) == 0:
+        return lambda leaves: []
+    if len(positions) == 1:
+        (i,) = positions
+        return lambda leaves: [leaves[i]]
+    get = itemgetter(*positions)
+    return lambda leaves: list(get(leaves))
 
 
 def _path_str(path) -> str:
@@ -178,6 +203,7 @@ class _Slot:
         "n_first",
         "entry",
         "by_static",
+        "guards",
     )
 
     def __init__(self, types: tuple, mask: list[bool], n_first: int):
@@ -185,10 +211,12 @@ class _Slot:
         self.types = types
         self.mask = mask
         self.static_get = _getter(statics) if statics else None
-        self.dyn_get = _getter([i for i, m in enumerate(mask) if m])
+        self.dyn_get = _list_getter([i for i, m in enumerate(mask) if m])
         self.n_first = n_first
         self.entry: Any = None
         self.by_static: dict = {}
+        # compiled entry -> its guard (`_guard.make_guard`), or None if unguardable
+        self.guards: dict = {}
 
 
 # Dispatch tables shared by every wrapper of the same function (same static parts,
@@ -200,7 +228,15 @@ _MAX_TABLES = 1024
 _MAX_SLOTS = 4096
 _MAX_FAST = 1024
 _cache_get = _FLAT_CACHE.get
+# A guard of at most this many lines runs faster than the memo path (about a
+# depth-4 MLP; measured with benchmarks/bench_dispatch.py's models), so for such
+# arguments the memo path is not tried.
+_SHORT_GUARD = 40
 _ModuleMeta = type(Module)
+
+
+# Every live dispatcher, so that `clear_caches` can drop their guards too.
+_DISPATCHERS: weakref.WeakSet = weakref.WeakSet()
 
 
 def _clear_tables() -> None:
@@ -208,6 +244,8 @@ def _clear_tables() -> None:
         for table in tables.values():
             table.clear()
         tables.clear()
+    for dispatcher in list(_DISPATCHERS):
+        dispatcher.guard = None
 
 
 register_cache_clear(_clear_tables)
@@ -280,6 +318,10 @@ class _Dispatcher:
         self.split = first != rest
         self.direct = not (self.split or self.quiet)
         self.fails = 0
+        # `(guard, entry, n_first, short)` for the structure of the last
+        # ordinary-path positional call (see `_guard.py`), or None.
+        self.guard: tuple | None = None
+        _DISPATCHERS.add(self)
         if self.split:
             self.donate_argnums: tuple[int, ...] = (0, 2)
         else:
@@ -341,6 +383,7 @@ class _Dispatcher:
                 )
             else:
                 self.fails = fails + 1
+            self.install_guard(args, leaves, treedef, slot, entry)
         if self.direct:
             try:
                 return _finish(entry(fun_arrays, dyn))
@@ -350,6 +393,19 @@ class _Dispatcher:
                     raise
                 raise err from None
         return self.invoke(entry, fun_arrays, dyn, slot.n_first)
+
+    def install_guard(self, args: tuple, leaves, treedef, slot: _Slot, entry) -> None:
+        """Makes the guard for this structure the one the next call tries first
+        (built once per compiled entry)."""
+        try:
+            guard = slot.guards[entry]
+        except KeyError:
+            guard = slot.guards[entry] = make_guard(args, leaves, treedef)
+        if guard is None:
+            self.guard = None
+        else:
+            short = guard.checks <= _SHORT_GUARD
+            self.guard = (guard, entry, slot.n_first, short)
 
     def remember(self, args: tuple, entry, n_first: int) -> bool:
         """Records a fast-table entry for these arguments if each is an array or a
@@ -525,47 +581,77 @@ class _JitWrapper(Module):
 
     def __call__(self, /, *args, **kwargs):
         d = self._dispatch
-        positional = not kwargs and len(args) == d.npos
-        # (Skipped while `remember` is failing, e.g. in a training loop, where each
-        # call brings a new model: see `_Dispatcher.call`.)
-        if positional and d.fails < 8:
-            # Fast path: every argument is an array or a Module whose flatten is
-            # memoised (`_flat_cache`); the key is identity-hashed tokens and array
-            # types, so no PyTree is flattened and no treedef hashed. The first
-            # list/dict inside a Module is checked for changes inline.
-            key = []
-            dyn = []
-            for a in args:
-                t = type(a)
-                if t in FAST_ARRAY_TYPES:
-                    key.append(t)
-                    dyn.append(a)
-                    continue
-                e = _cache_get(id(a))
-                if e is None or e.ref() is not a:
-                    break
-                c = e.cont
-                if c is not None and (
-                    len(c) != e.n
-                    or not all(map(is_, c, e.snap))
-                    or (e.more is not None and stale_more(e.more))
-                ):
-                    break
-                key.append(e.token)
-                dyn += e.arrays
-            else:
-                hit = d.fast_get(tuple(key))
-                if hit is not None:
-                    if not d.direct:
-                        return d.invoke(hit[0], self._dynamic_fun, dyn, hit[1])
-                    try:
-                        return _finish(hit[0](self._dynamic_fun, dyn))
-                    except (_JaxRuntimeError, ValueError) as exc:
-                        err = runtime_error_from(exc)
-                        if err is None:
-                            raise
-                        raise err from None
-        return d.call(self._dynamic_fun, args, kwargs, positional)
+        g = d.guard
+        if g is not None and g[3] and not kwargs:
+            # A short guard (small arguments) beats the memo path: it alone runs.
+            # (A guard checks the argument count too.)
+            dyn = g[0](args)
+            if dyn is None:
+                return d.call(self._dynamic_fun, args, kwargs, len(args) == d.npos)
+            _, entry, k, _ = g
+        elif kwargs or len(args) != d.npos:
+            return d.call(self._dynamic_fun, args, kwargs, False)
+        else:
+            entry = None
+            # (Skipped while `remember` is failing, e.g. in a training loop, where
+            # each call brings a new model: see `_Dispatcher.call`.)
+            if d.fails < 8:
+                # Memo path: every argument is an array or a Module whose flatten
+                # is memoised (`_flat_cache`); the key is identity-hashed tokens and
+                # array types, so no PyTree is flattened and no treedef hashed. The
+                # first list/dict inside a Module is checked for changes inline.
+                key = []
+                dyn = []
+                for a in args:
+                    t = type(a)
+                    if t in FAST_ARRAY_TYPES:
+                        key.append(t)
+                        dyn.append(a)
+                        continue
+                    e = _cache_get(id(a))
+                    if e is None or e.ref() is not a:
+                        break
+                    c = e.cont
+                    if c is not None and (
+                        len(c) != e.n
+                        or not all(map(is_, c, e.snap))
+                        or (e.more is not None and stale_more(e.more))
+                    ):
+                        break
+                    key.append(e.token)
+                    dyn += e.arrays
+                else:
+                    hit = d.fast_get(tuple(key))
+                    if hit is not None:
+                        entry, k = hit
+            if entry is None:
+                # Guard path: the arguments have the structure of the last ordinary
+                # call; a generated function checks it and collects the arrays
+                # (`_guard.py`).
+                if g is None:
+                    return d.call(self._dynamic_fun, args, kwargs, True)
+                dyn = g[0](args)
+                if dyn is None:
+                    return d.call(self._dynamic_fun, args, kwargs, True)
+                _, entry, k, _ = g
+                # Lets the memo path take over for Modules passed again (tried on
+                # every 64th call only, once 8 calls in a row failed; see `call`).
+                fails = d.fails
+                if fails < 8 or not fails & 63:
+                    fails = -1 if d.remember(args, entry, k) else fails
+                d.fails = fails + 1
+        if not d.direct:
+            return d.invoke(entry, self._dynamic_fun, dyn, k)
+        try:
+            out = entry(self._dynamic_fun, dyn)
+        except (_JaxRuntimeError, ValueError) as exc:
+            err = runtime_error_from(exc)
+            if err is None:
+                raise
+            raise err from None
+        if type(out) is _Packed:
+            return out[0](out[1])
+        return out
 
     def lower(self, /, *args, **kwargs) -> Lowered:
         """Lowers for these arguments without running; see [`Lowered`][]."""
