@@ -303,3 +303,19 @@ def test_fast_entries_still_recorded_after_many_unrememberable_calls(getkey):
     assert _fast_hits(jf, model, x) and jf._dispatch.fails == 0
     np.testing.assert_allclose(out, model(x), rtol=1e-6)
     assert len(f.traces) == 1
+
+
+def test_memo_and_ordinary_paths_share_one_trace():
+    # Both paths must hand JAX the arrays in the same container type, or JAX sees
+    # two argument structures and traces twice.
+    class WithFn(Module):
+        w: jax.Array
+        fn: Any
+
+    f = _counted(lambda m, x: m.fn(m.w) + x)
+    jf = filter_jit(f)
+    model = WithFn(jnp.ones(3), jnp.tanh)
+    for _ in range(4):
+        np.testing.assert_allclose(jf(model, jnp.ones(3)), jnp.tanh(1.0) + 1, rtol=1e-6)
+    assert _fast_hits(jf, model, jnp.ones(3))
+    assert len(f.traces) == 1

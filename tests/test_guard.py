@@ -257,3 +257,17 @@ def test_clear_caches_drops_guards():
     ecliptic.clear_caches()
     assert jf._dispatch.guard is None
     np.testing.assert_allclose(jf(jnp.ones(2)), 2.0)
+
+
+@pytest.mark.parametrize("short", [True, False])
+def test_guard_and_ordinary_paths_share_one_trace(monkeypatch, short):
+    from ecliptic import _jit
+
+    monkeypatch.setattr(_jit, "_SHORT_GUARD", 10_000 if short else -1)
+    f = _counted(lambda m, n, x: m.bias(m.weight) * n + x)
+    jf = ecliptic.filter_jit(f)
+    for i in range(4):  # a new model each call: the guard path
+        model = _Lin(jnp.full(2, float(i)), jnp.tanh)
+        out = jf(model, 2, jnp.ones(2))
+    np.testing.assert_allclose(out, 2 * jnp.tanh(3.0) + 1, rtol=1e-6)
+    assert len(f.traces) == 1
