@@ -251,23 +251,11 @@ def test_guard_path_matches_the_ordinary_path_with_non_array_outputs():
 
 
 def test_clear_caches_drops_guards():
-    jf = ecliptic.filter_jit(lambda x: x + 1)
-    jf(jnp.ones(2))
+    jf = ecliptic.filter_jit(lambda t: t[0] + 1)  # a tuple argument: never memoised
+    jf((jnp.ones(2),))
+    assert jf._dispatch.guard is None  # built on the second ordinary call
+    jf((jnp.ones(2),))
     assert jf._dispatch.guard is not None
     ecliptic.clear_caches()
     assert jf._dispatch.guard is None
-    np.testing.assert_allclose(jf(jnp.ones(2)), 2.0)
-
-
-@pytest.mark.parametrize("short", [True, False])
-def test_guard_and_ordinary_paths_share_one_trace(monkeypatch, short):
-    from ecliptic import _jit
-
-    monkeypatch.setattr(_jit, "_SHORT_GUARD", 10_000 if short else -1)
-    f = _counted(lambda m, n, x: m.bias(m.weight) * n + x)
-    jf = ecliptic.filter_jit(f)
-    for i in range(4):  # a new model each call: the guard path
-        model = _Lin(jnp.full(2, float(i)), jnp.tanh)
-        out = jf(model, 2, jnp.ones(2))
-    np.testing.assert_allclose(out, 2 * jnp.tanh(3.0) + 1, rtol=1e-6)
-    assert len(f.traces) == 1
+    np.testing.assert_allclose(jf((jnp.ones(2),)), 2.0)

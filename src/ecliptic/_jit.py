@@ -232,6 +232,8 @@ _cache_get = _FLAT_CACHE.get
 # depth-4 MLP; measured with benchmarks/bench_dispatch.py's models), so for such
 # arguments the memo path is not tried.
 _SHORT_GUARD = 40
+_UNSEEN = object()
+_PENDING = object()
 _ModuleMeta = type(Module)
 
 
@@ -395,11 +397,14 @@ class _Dispatcher:
         return self.invoke(entry, fun_arrays, dyn, slot.n_first)
 
     def install_guard(self, args: tuple, leaves, treedef, slot: _Slot, entry) -> None:
-        """Makes the guard for this structure the one the next call tries first
-        (built once per compiled entry)."""
-        try:
-            guard = slot.guards[entry]
-        except KeyError:
+        """Makes the guard for this structure the one the next call tries first.
+        It is built once per compiled entry, the second time the entry is reached
+        here, so that a one-off call (or the first call) never pays for it."""
+        guard = slot.guards.get(entry, _UNSEEN)
+        if guard is _UNSEEN:
+            slot.guards[entry] = _PENDING
+            return
+        if guard is _PENDING:
             guard = slot.guards[entry] = make_guard(args, leaves, treedef)
         if guard is None:
             self.guard = None
