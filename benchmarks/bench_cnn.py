@@ -1,6 +1,6 @@
 """Steady-state training of a small CNN (batch 64): ecliptic vs Equinox vs the floor.
 
-Run: `.venv/bin/python benchmarks/bench_cnn.py [--steps N]`.
+Run: `.venv/bin/python benchmarks/bench_cnn.py [--steps N] [--rounds R]`.
 
 The model is `Conv2d(1, 16, 3) -> relu -> MaxPool2d(2, 2) -> Conv2d(16, 32, 3) -> relu
 -> flatten -> Linear(·, 10)` on 28x28 single-channel images, built with each
@@ -8,8 +8,9 @@ library's `nn` layers from the same key. A training step is value-and-grad of th
 cross-entropy, `optax.adam`, apply the updates, with model and optimiser state fed
 back. The floor is a raw `jax.jit` of the same step written on the flat list of array
 leaves (model leaves, optimiser-state leaves, images, labels): no PyTree work outside
-the compiled function. Each figure is the median over repeats of the mean step time of
-a timed loop that ends by blocking on the last result.
+the compiled function. Each figure is the median, over nine interleaved rounds of
+three repeats, of the mean step time of a timed loop that ends by blocking on the
+last result.
 """
 
 from __future__ import annotations
@@ -108,7 +109,10 @@ def _time(run, steps: int, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=9, help="interleaved rounds of every library"
+    )
     args = parser.parse_args()
     key = jr.PRNGKey(0)
     x = jr.normal(jr.PRNGKey(1), (BATCH, 1, 28, 28))
@@ -144,7 +148,9 @@ def main() -> None:
 
         results = {"floor": run_floor, **results}
         times = {name: [] for name in results}
-        for _ in range(3):  # interleave libraries so background load hits all alike
+        # Many short interleaved rounds, so that background load on a shared machine
+        # hits every library alike.
+        for _ in range(args.rounds):
             for name, run in results.items():
                 times[name].append(_time(run, args.steps, args.repeats))
     med = {name: statistics.median(t) for name, t in times.items()}
