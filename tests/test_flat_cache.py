@@ -5,7 +5,6 @@ the fixture below turns short guards off so that these tests exercise the memo p
 """
 
 import collections
-import functools as ft
 from typing import Any
 
 import jax
@@ -17,41 +16,14 @@ import pytest
 import ecliptic
 from ecliptic import _jit
 from ecliptic._jit import filter_jit
-from ecliptic._module import field, Module
+from ecliptic._module import Module
+
+from .helpers_jit import counted, Linear, linear
 
 
 @pytest.fixture(autouse=True)
 def _memo_path(monkeypatch):
     monkeypatch.setattr(_jit, "_SHORT_GUARD", -1)
-
-
-def _counted(fn):
-    """Wraps `fn` so that every trace appends to `wrapper.traces`."""
-    traces = []
-
-    @ft.wraps(fn)
-    def wrapper(*args, **kwargs):
-        traces.append(None)
-        return fn(*args, **kwargs)
-
-    wrapper.traces = traces
-    return wrapper
-
-
-class _Linear(Module):
-    weight: jax.Array
-    bias: jax.Array
-    name: str = field(static=True, default="lin")
-
-    def __call__(self, x):
-        return self.weight @ x + self.bias
-
-
-def _linear(getkey, n=3):
-    return _Linear(
-        jax.random.normal(getkey(), (n, n)), jax.random.normal(getkey(), (n,))
-    )
-
 
 
 class _Stack(Module):
@@ -65,7 +37,7 @@ class _Stack(Module):
 
 
 def _stack(getkey, depth=2):
-    return _Stack([_linear(getkey) for _ in range(depth)])
+    return _Stack([linear(getkey) for _ in range(depth)])
 
 
 def _fast_hits(jf, *args) -> bool:
@@ -86,7 +58,7 @@ def _fast_hits(jf, *args) -> bool:
 
 def test_fast_path_output_identical_to_slow_path(getkey):
     model, x = _stack(getkey, 3), jnp.arange(3.0)
-    f = _counted(lambda m, x: m(x))
+    f = counted(lambda m, x: m(x))
     jf = filter_jit(f)
     slow = jf(model, x)
     assert not _fast_hits(jf, model, x)
@@ -101,18 +73,18 @@ def test_fast_path_output_identical_to_slow_path(getkey):
 
 def test_list_mutated_in_place_is_seen(getkey):
     model, x = _stack(getkey, 2), jnp.arange(3.0)
-    f = _counted(lambda m, x: m(x))
+    f = counted(lambda m, x: m(x))
     jf = filter_jit(f)
     for _ in range(3):
         jf(model, x)
     assert _fast_hits(jf, model, x)
-    new = _linear(getkey)
+    new = linear(getkey)
     model.layers[1] = new  # same structure, other arrays: no retrace
     assert not _fast_hits(jf, model, x)
     expected = new(model.layers[0](x))
     np.testing.assert_allclose(jf(model, x), expected, rtol=1e-6)
     assert len(f.traces) == 1
-    model.layers.append(_linear(getkey))  # new structure: retrace
+    model.layers.append(linear(getkey))  # new structure: retrace
     expected = model.layers[2](expected)
     np.testing.assert_allclose(jf(model, x), expected, rtol=1e-6)
     np.testing.assert_allclose(jf(model, x), expected, rtol=1e-6)
@@ -124,7 +96,7 @@ def test_list_mutated_in_place_is_seen(getkey):
 
 
 def test_second_container_and_dict_mutation_are_seen(getkey):
-    model = _Stack([_linear(getkey)], extra=({"k": 1.0}, [2.0]))
+    model = _Stack([linear(getkey)], extra=({"k": 1.0}, [2.0]))
     jf = filter_jit(lambda m: m.extra)
     for _ in range(3):
         jf(model)
@@ -153,7 +125,7 @@ def test_equal_but_distinct_models_share_one_compilation(getkey):
     a = _stack(getkey, 2)
     b = jtu.tree_map(lambda w: w + 1, a)
     b_copy = jtu.tree_map(lambda w: w, b)
-    f = _counted(lambda m, x: m(x))
+    f = counted(lambda m, x: m(x))
     jf = filter_jit(f)
     x = jnp.ones(3)
     for m in (a, b, a, b, b_copy, b_copy):
@@ -204,7 +176,7 @@ def test_dead_model_is_dropped_and_not_confused_with_a_new_one(getkey):
 def test_clear_caches_empties_the_flat_cache(getkey):
     from ecliptic import _flat_cache
 
-    f = _counted(lambda m, x: m(x))
+    f = counted(lambda m, x: m(x))
     jf = filter_jit(f)
     model, x = _stack(getkey, 2), jnp.ones(3)
     for _ in range(3):
@@ -267,7 +239,7 @@ def test_tracer_leaves_are_not_memoised(getkey):
 
     @jax.jit
     def outer(w, x):
-        model = _Stack([_Linear(w, x)])
+        model = _Stack([Linear(w, x)])
         a = inner(model, x)
         b = inner(model, x)
         entry = _flat_cache.CACHE.get(id(model))
@@ -290,7 +262,7 @@ def test_fast_path_donation_splits_first_argument(getkey):
 
 
 def test_fast_entries_still_recorded_after_many_unrememberable_calls(getkey):
-    f = _counted(lambda m, x: m(x))
+    f = counted(lambda m, x: m(x))
     jf = filter_jit(f)
     x = jnp.ones(3)
     model = _stack(getkey, 1)
@@ -312,7 +284,7 @@ def test_memo_and_ordinary_paths_share_one_trace():
         w: jax.Array
         fn: Any
 
-    f = _counted(lambda m, x: m.fn(m.w) + x)
+    f = counted(lambda m, x: m.fn(m.w) + x)
     jf = filter_jit(f)
     model = WithFn(jnp.ones(3), jnp.tanh)
     for _ in range(4):

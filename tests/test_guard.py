@@ -1,7 +1,6 @@
 """Guards (`ecliptic._guard`): generated re-flattens for `filter_jit`'s hot path."""
 
 import collections
-import functools as ft
 from typing import Any
 
 import hypothesis.strategies as st
@@ -14,6 +13,8 @@ from hypothesis import given, settings
 
 import ecliptic
 from ecliptic._guard import make_guard
+
+from .helpers_jit import counted
 
 
 Pair = collections.namedtuple("Pair", "first second")
@@ -192,24 +193,12 @@ def test_guard_passes_exactly_when_the_signature_matches(a, b):
 # --- filter_jit's guard path ---------------------------------------------------------
 
 
-def _counted(fn):
-    traces = []
-
-    @ft.wraps(fn)
-    def wrapper(*args, **kwargs):
-        traces.append(None)
-        return fn(*args, **kwargs)
-
-    wrapper.traces = traces
-    return wrapper
-
-
 def test_training_loop_takes_the_guard_path_and_traces_once():
     def step(model, state, x):
         new = jtu.tree_map(lambda w: w + x, model)
         return new, (state[0] + 1, Pair(state[1].first, new.bias)), jnp.sum(new.weight)
 
-    f = _counted(step)
+    f = counted(step)
     jf = ecliptic.filter_jit(f)
     model = _Lin(jnp.zeros(2), jnp.zeros(2))
     state = (jnp.zeros(()), Pair("keep", jnp.zeros(2)))

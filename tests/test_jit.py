@@ -1,4 +1,3 @@
-import functools as ft
 import warnings
 
 import jax
@@ -9,38 +8,9 @@ import pytest
 
 import ecliptic
 from ecliptic._jit import filter_jit
-from ecliptic._module import field, Module
+from ecliptic._module import Module
 
-
-def _counted(fn):
-    """Wraps `fn` so that every trace appends to `wrapper.traces`."""
-    traces = []
-
-    @ft.wraps(fn)
-    def wrapper(*args, **kwargs):
-        traces.append(None)
-        return fn(*args, **kwargs)
-
-    wrapper.traces = traces
-    return wrapper
-
-
-class _Linear(Module):
-    weight: jax.Array
-    bias: jax.Array
-    name: str = field(static=True, default="lin")
-
-    def __call__(self, x):
-        return self.weight @ x + self.bias
-
-    def scaled(self, x, k):
-        return k * (self.weight @ x)
-
-
-def _linear(getkey, n=3):
-    return _Linear(
-        jax.random.normal(getkey(), (n, n)), jax.random.normal(getkey(), (n,))
-    )
+from .helpers_jit import counted, Linear, linear
 
 
 def test_arrays_traced_and_others_static():
@@ -81,7 +51,7 @@ def test_decorator_with_and_without_arguments():
 
 
 def test_no_retrace_when_static_parts_equal():
-    f = _counted(lambda x, k, opts: x * k + len(opts))
+    f = counted(lambda x, k, opts: x * k + len(opts))
     jf = filter_jit(f)
     for i in range(4):
         jf(jnp.full(3, float(i)), 2, ("a", "b"))
@@ -93,7 +63,7 @@ def test_no_retrace_when_static_parts_equal():
 
 
 def test_equal_but_differently_typed_statics_do_not_share_a_trace():
-    f = _counted(lambda x, k: (x, k))
+    f = counted(lambda x, k: (x, k))
     jf = filter_jit(f)
     outs = [jf(jnp.ones(1), k)[1] for k in (1, 1.0, True)]
     assert [type(o) for o in outs] == [int, float, bool]
@@ -101,7 +71,7 @@ def test_equal_but_differently_typed_statics_do_not_share_a_trace():
 
 
 def test_keyword_and_positional_calls_share_a_trace():
-    f = _counted(lambda x, y, scale=1.0: (x + y) * scale)
+    f = counted(lambda x, y, scale=1.0: (x + y) * scale)
     jf = filter_jit(f)
     a, b = jnp.ones(2), jnp.arange(2.0)
     r1 = jf(a, b)
@@ -146,7 +116,7 @@ def test_unhashable_static_leaf_in_fun():
 
 
 def test_module_fun_arrays_are_traced(getkey):
-    model = _linear(getkey)
+    model = linear(getkey)
     jmodel = filter_jit(model)
     x = jnp.ones(3)
     np.testing.assert_allclose(jmodel(x), model(x), rtol=1e-6)
@@ -160,14 +130,14 @@ def test_module_fun_arrays_are_traced(getkey):
 
 
 def test_bound_magic_method_traces_weights(getkey):
-    model = _linear(getkey)
-    f = _counted(type(model).__call__)
+    model = linear(getkey)
+    f = counted(type(model).__call__)
     jcall = filter_jit(f.__get__(model))
     x = jnp.ones(3)
     np.testing.assert_allclose(jcall(x), model(x), rtol=1e-6)
     text = jcall.lower(x).as_text()
     assert "dense<" not in text  # weights are arguments, not baked-in constants
-    other = _linear(getkey)
+    other = linear(getkey)
     jother = filter_jit(f.__get__(other))
     np.testing.assert_allclose(jother(x), other(x), rtol=1e-6)
     assert len(f.traces) == 1  # same structure: the compiled entry is shared
@@ -197,14 +167,14 @@ def test_partial_and_closure():
 
 
 def test_returns_module(getkey):
-    model = _linear(getkey)
+    model = linear(getkey)
 
     @filter_jit
     def update(m, lr):
         return jtu.tree_map(lambda a: a - lr * a, m)
 
     new = update(model, 0.5)
-    assert type(new) is _Linear and new.name == "lin"
+    assert type(new) is Linear and new.name == "lin"
     np.testing.assert_allclose(new.weight, 0.5 * model.weight, rtol=1e-6)
 
 
@@ -293,7 +263,7 @@ def test_wrapper_metadata():
 
 
 def test_clear_caches_forces_a_retrace():
-    f = _counted(lambda x: x * 2)
+    f = counted(lambda x: x * 2)
     jf = filter_jit(f)
     jf(jnp.ones(2))
     jf(jnp.ones(2))
@@ -304,7 +274,7 @@ def test_clear_caches_forces_a_retrace():
 
 
 def test_new_wrapper_of_same_function_reuses_compilation():
-    f = _counted(lambda x: x * 2)
+    f = counted(lambda x: x * 2)
     for _ in range(3):
         filter_jit(f)(jnp.ones(2))
     assert len(f.traces) == 1
@@ -351,7 +321,7 @@ def test_unhashable_non_array_output():
 
 
 def test_bound_method_module_traces_weights(getkey):
-    model = _linear(getkey)
+    model = linear(getkey)
     jf = filter_jit(model.scaled)
     x = jnp.ones(3)
     np.testing.assert_allclose(jf(x, 2.0), model.scaled(x, 2.0), rtol=1e-6)
@@ -430,7 +400,7 @@ def test_retrace_counts_for_module_methods(style):
 
 
 def test_wrapping_transformed_functions_reuses_compilation():
-    f = _counted(lambda x: (x * x).sum())
+    f = counted(lambda x: (x * x).sum())
     for x in (jnp.arange(2.0), jnp.arange(2.0) + 1):
         ecliptic.filter_jit(ecliptic.filter_jit(f))(x)
         ecliptic.filter_jit(ecliptic.filter_grad(f))(x)
