@@ -90,6 +90,23 @@ def test_frozen_after_init(getkey):
         del lin.weight
 
 
+def test_delete_and_reassign_inside_init():
+    # As in Equinox: `__init__` may delete and reassign a field; afterwards the
+    # instance is frozen, and a field deleted for good is reported as unset.
+    class M(eqx.Module):
+        x: int
+
+        def __init__(self, keep: bool):
+            self.x = 1
+            del self.x
+            if keep:
+                self.x = 2
+
+    assert M(True).x == 2
+    with pytest.raises(TypeError, match="Field 'x' was not initialized"):
+        M(False)
+
+
 def test_undeclared_attribute_in_init():
     class M(eqx.Module):
         x: int
