@@ -31,18 +31,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import jax.tree_util as jtu
-import numpy as np
 
+from ._filters import is_array
 from ._flat_cache import FAST_ARRAY_TYPES
 from ._module import Module
 
 
 __all__ = ["make_guard"]
 
-_ARRAY_CLASSES = (jax.Array, np.ndarray, np.generic)
-_ModuleMeta = type(Module)
 _one_level = jtu.default_registry.flatten_one_level
 
 
@@ -91,7 +88,7 @@ class _Writer:
         self.fail_unless(f"type({var}) is {self.const(t)}")
         if t in FAST_ARRAY_TYPES:
             self.arrays.append(var)
-        elif isinstance(obj, _ARRAY_CLASSES):
+        elif is_array(obj):
             raise _Unsupported("tracer or NumPy scalar leaf")
         else:
             hash(obj)  # unhashable static leaves take the ordinary path (TypeError)
@@ -127,7 +124,7 @@ class _Writer:
                 child = self.var()
                 self.lines.append(f"    {child} = {var}[{self.const(key)}]")
                 self.node(child, obj[key], sub)
-        elif isinstance(typ, _ModuleMeta):
+        elif issubclass(typ, Module):
             self.module(var, obj, typ, aux, subtrees)
         else:
             raise _Unsupported(f"PyTree node type {typ!r}")

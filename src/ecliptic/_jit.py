@@ -376,15 +376,7 @@ class _Dispatcher:
         if entry is None or slot is None:
             entry, dyn, slot = self.resolve(args, kwargs, leaves, treedef)
         if positional:
-            # After 8 calls in a row that could not be remembered (e.g. a training
-            # step, whose model is new each call), try only every 64th call.
-            fails = self.fails
-            if fails < 8 or not fails & 63:
-                self.fails = (
-                    0 if self.remember(args, entry, slot.n_first) else fails + 1
-                )
-            else:
-                self.fails = fails + 1
+            self.try_remember(args, entry, slot.n_first)
             self.install_guard(args, leaves, treedef, slot, entry)
         if self.direct:
             try:
@@ -411,6 +403,16 @@ class _Dispatcher:
         else:
             short = guard.checks <= _SHORT_GUARD
             self.guard = (guard, entry, slot.n_first, short)
+
+    def try_remember(self, args: tuple, entry, n_first: int) -> None:
+        """`remember`, unless it has been failing: after 8 calls in a row that
+        could not be remembered (e.g. a training step, whose model is new each
+        call) it is tried on every 64th call only, and `fails >= 8` also tells the
+        hot path to skip the memo path."""
+        fails = self.fails
+        if fails < 8 or not fails & 63:
+            fails = -1 if self.remember(args, entry, n_first) else fails
+        self.fails = fails + 1
 
     def remember(self, args: tuple, entry, n_first: int) -> bool:
         """Records a fast-table entry for these arguments if each is an array or a
@@ -639,12 +641,8 @@ class _JitWrapper(Module):
                 if dyn is None:
                     return d.call(self._dynamic_fun, args, kwargs, True)
                 _, entry, k, _ = g
-                # Lets the memo path take over for Modules passed again (tried on
-                # every 64th call only, once 8 calls in a row failed; see `call`).
-                fails = d.fails
-                if fails < 8 or not fails & 63:
-                    fails = -1 if d.remember(args, entry, k) else fails
-                d.fails = fails + 1
+                # Lets the memo path take over for Modules passed again.
+                d.try_remember(args, entry, k)
         if not d.direct:
             return d.invoke(entry, self._dynamic_fun, dyn, k)
         try:
