@@ -1,15 +1,55 @@
-"""`clear_caches`: one switch for every cache that ecliptic keeps.
+"""Caches: one bounded cache type, and `clear_caches`, one switch for all of them.
 
-A module that caches something calls `register_cache_clear(fn)` at import time, with a
-function that empties its cache. `clear_caches()` calls them all.
+Every cache ecliptic keeps is a `BoundedCache`: a `dict` that holds at most `maxsize`
+entries (storing a new key when full drops the oldest entry) and that registers itself
+with `clear_caches` when it is made. Lookups are plain `dict` lookups (C speed); only
+`cache[key] = value` is bounded, so code that fills a cache writes through `[]`.
+
+State that is not a dict (say, the guard a `filter_jit` wrapper holds) registers a
+function that empties it with `register_cache_clear(fn)`.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 
 _cache_clears: list[Callable[[], object]] = []
+# Every live BoundedCache (by id): per-function caches die with their function.
+_live: weakref.WeakValueDictionary[int, BoundedCache] = weakref.WeakValueDictionary()
+
+
+class BoundedCache(dict):
+    """A `dict` of at most `maxsize` entries, emptied by [`ecliptic.clear_caches`][].
+
+    **Arguments:**
+
+    - `maxsize`: the most entries it holds. Storing a new key when it is full drops
+        the oldest stored entry first. Each use names its bound as a constant with a
+        comment saying what a miss costs when the bound is hit.
+
+    Reads (`cache.get(key)`, `cache[key]`) are the `dict`'s own. Only `cache[key] =
+    value` is bounded: fill it through `[]`, not `setdefault` or `update`.
+    """
+
+    __slots__ = ("maxsize", "__weakref__")
+
+    def __init__(self, maxsize: int):
+        super().__init__()
+        if maxsize < 1:
+            raise ValueError(f"BoundedCache needs maxsize >= 1, but got {maxsize}.")
+        self.maxsize = maxsize
+        _live[id(self)] = self
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if len(self) >= self.maxsize and key not in self:
+            del self[next(iter(self))]
+        dict.__setitem__(self, key, value)
+
+    def __repr__(self) -> str:
+        return f"BoundedCache(maxsize={self.maxsize}, {len(self)} entries)"
 
 
 def register_cache_clear(clear: Callable[[], object]) -> Callable[[], object]:
@@ -35,5 +75,7 @@ def clear_caches() -> None:
 
     **Returns:** `None`.
     """
+    for cache in list(_live.values()):
+        cache.clear()
     for clear in _cache_clears:
         clear()
