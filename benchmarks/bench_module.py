@@ -145,11 +145,16 @@ def rows():
         )
 
     if hasattr(ecliptic, "tree_at"):
-
+        # The baseline: ecliptic's own flatten-replace-unflatten of the same model
+        # (leaf 100 is `layers[50].weight`: each layer has a weight and a bias).
         def generic(m=models["ecliptic"][0]):
             leaves, treedef = jax.tree.flatten(m)
             leaves[100] = replacement
             return treedef.unflatten(leaves)
+
+        model = models["ecliptic"][0]
+        edited = ecliptic.tree_at(lambda t: t.layers[50].weight, model, replacement)
+        assert jax.tree.all(jax.tree.map(lambda a, b: a is b, edited, generic()))
 
         add(
             "tree_at (one leaf)",

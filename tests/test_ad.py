@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 import ecliptic as eqx
 from ecliptic._module import Module
 
-from .helpers_ad import Affine, make_affine
+from .helpers import Affine, make_affine
 
 
 def _loss(model, x):

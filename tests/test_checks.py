@@ -189,3 +189,87 @@ def test_any_mismatch_gets_a_complete_message(expected, shape):
     else:
         assert len(shape) == len(expected)
         assert all(e is None or e == s for e, s in zip(expected, shape, strict=True))
+
+
+# -- exception classes: one room, public names ---------------------------------------
+
+
+def test_exception_classes_are_public_and_shared():
+    import ecliptic
+    from ecliptic import _checks
+    from ecliptic._runtime_error import EquinoxRuntimeError
+    from ecliptic._serialisation._records import CheckpointError
+
+    for name in ("CheckpointError", "EquinoxRuntimeError", "EquinoxTracetimeError"):
+        cls = getattr(ecliptic, name)
+        assert cls is getattr(_checks, name)
+        assert cls.__module__ == "ecliptic"
+        assert repr(cls) == f"<class 'ecliptic.{name}'>"
+    assert CheckpointError is ecliptic.CheckpointError
+    assert EquinoxRuntimeError is ecliptic.EquinoxRuntimeError
+    assert issubclass(ecliptic.CheckpointError, (ValueError, RuntimeError))
+
+
+def test_checkpoint_error_keeps_path_through_pickle():
+    import pickle
+
+    import jax.tree_util as jtu
+
+    from ecliptic import CheckpointError
+
+    err = CheckpointError("boom", path=(jtu.SequenceKey(1),))
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == "boom" and again.path == err.path
+
+
+def test_unbound_axis_name_error_is_a_name_and_value_error():
+    from ecliptic._checks import UnboundAxisNameError
+
+    assert issubclass(UnboundAxisNameError, NameError)
+    assert issubclass(UnboundAxisNameError, ValueError)
+
+
+# -- deprecations ---------------------------------------------------------------------
+
+
+def test_deprecation_message_reads_what_then_instead():
+    from ecliptic._checks import deprecation_message
+
+    assert deprecation_message("`f(a=...)`", "`f(b=...)`") == (
+        "`f(a=...)` is deprecated: use `f(b=...)` instead."
+    )
+    assert deprecation_message("x", "y", "Same meaning.").endswith(
+        "instead. Same meaning."
+    )
+
+
+def test_warn_deprecated_category_and_caller_frame():
+    from ecliptic._checks import warn_deprecated
+
+    def old_api():
+        warn_deprecated("`old_api`", "`new_api`")
+
+    with pytest.warns(DeprecationWarning, match="`old_api` is deprecated") as record:
+        old_api()
+    assert record[0].filename == __file__  # points at the caller of `old_api`
+    with pytest.warns(UserWarning, match="use `b` instead"):
+        warn_deprecated("a", "`b`", category=UserWarning)
+
+
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda eqx: eqx.nn.Dropout(deterministic=True), "Dropout: `deterministic`"),
+        (
+            lambda eqx: eqx.nn.LayerNorm(3, elementwise_affine=False),
+            r"LayerNorm\(elementwise_affine=...\) is deprecated: use",
+        ),
+    ],
+)
+def test_nn_deprecations_keep_equinox_category(build, match):
+    import ecliptic
+
+    # Equinox warns with `UserWarning` for these, so ecliptic does too.
+    with pytest.warns(UserWarning, match=match) as record:
+        build(ecliptic)
+    assert not issubclass(record[0].category, DeprecationWarning)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 import ecliptic
-from ecliptic._errors import (
+from ecliptic import (
     branched_error_if,
     EquinoxRuntimeError,
     EquinoxTracetimeError,
     error_if,
+    filter_jit,
 )
-from ecliptic._jit import filter_jit
 
 
 JaxRuntimeError = jax.errors.JaxRuntimeError

@@ -4,7 +4,7 @@ import jax.random as jr
 
 import ecliptic as eqx
 
-from .helpers_ad import Affine, make_affine
+from .helpers import Affine, make_affine
 
 
 def test_eval_shape_of_model_constructor():

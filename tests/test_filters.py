@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import ecliptic as ec
 
-from .helpers_trees import Linear, make_mlp, pytrees, same
+from .helpers import Linear, make_mlp, pytrees, same
 
 
 PREDICATES = [ec.is_array, ec.is_inexact_array, ec.is_array_like, lambda x: x is None]

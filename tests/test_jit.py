@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import ecliptic
-from ecliptic._jit import filter_jit
+from ecliptic import filter_jit
 from ecliptic._module import Module
 
-from .helpers_jit import counted, Linear, linear
+from .helpers import counted, Linear, linear
 
 
 def test_arrays_traced_and_others_static():

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 import ecliptic as eqx
-from ecliptic._module import BoundMethod, is_abstract_module, MISSING, Static
+from ecliptic._module import (
+    BoundMethod,
+    is_abstract_module,
+    is_initialising,
+    MISSING,
+    Static,
+)
 
 
 class Linear(eqx.Module):
@@ -90,21 +96,142 @@ def test_frozen_after_init(getkey):
         del lin.weight
 
 
-def test_delete_and_reassign_inside_init():
-    # As in Equinox: `__init__` may delete and reassign a field; afterwards the
-    # instance is frozen, and a field deleted for good is reported as unset.
-    class M(eqx.Module):
+class _PlainBase(eqx.Module):
+    pass
+
+
+class _HookBase(eqx.Module):
+    # A class whose MRO defines `__init_subclass__` is built without a shadow class.
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+
+
+class _CheckedBase(eqx.Module):
+    # `__check_init__`: the quick check after `__init__` never passes, so every
+    # check runs in full.
+    def __check_init__(self):
+        pass
+
+
+class _NewBase(eqx.Module):
+    # A class whose MRO defines `__new__` is built without calling the shadow class.
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+
+_BASES = pytest.mark.parametrize(
+    "base",
+    [_PlainBase, _HookBase, _CheckedBase, _NewBase],
+    ids=["plain", "hook", "checked", "new"],
+)
+
+
+@_BASES
+def test_keyword_arguments_and_init_return_value(base):
+    class M(base):
+        x: int
+        y: int = 3
+
+        def __init__(self, x, *, y=None, result=None):
+            self.x = x
+            if y is not None:
+                self.y = y
+            return result
+
+    assert (M(1).x, M(1).y, M(x=1, y=2).y) == (1, 3, 2)
+    # As `type.__call__` says, on every construction path.
+    with pytest.raises(TypeError, match="should return None, not 'int'"):
+        M(1, result=5)
+
+
+def test_metaclass_subclass():
+    calls = []
+
+    class Meta(type(eqx.Module)):
+        def __call__(cls, *args, **kwargs):
+            calls.append(cls.__name__)
+            return super().__call__(*args, **kwargs)
+
+    class M(eqx.Module, metaclass=Meta):
         x: int
 
-        def __init__(self, keep: bool):
-            self.x = 1
-            del self.x
-            if keep:
-                self.x = 2
+        def __init__(self, x):
+            self.x = x
 
-    assert M(True).x == 2
+    m = M(x=1)
+    assert (type(m), type(type(m)), m.x, calls) == (M, Meta, 1, ["M"])
+    assert M.__subclasses__() == []
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.x = 2
+
+
+@_BASES
+def test_assign_and_delete_inside_init(base):
+    # As in Equinox: `__init__` may assign, reassign, delete and reassign a field;
+    # afterwards the instance is frozen, and a field deleted for good is reported
+    # as unset. The same on every construction path.
+    class M(base):
+        x: int
+
+        def __init__(self, steps):
+            for step in steps:
+                if step == "del":
+                    del self.x
+                else:
+                    self.x = step
+
+    assert M([1]).x == 1
+    assert M([1, 2]).x == 2
+    assert M([1, "del", 3]).x == 3
     with pytest.raises(TypeError, match="Field 'x' was not initialized"):
-        M(False)
+        M([1, "del"])
+    with pytest.raises(AttributeError, match="'x'"):
+        M(["del"])
+    m = M([1])
+    with pytest.raises(dataclasses.FrozenInstanceError, match="tree_at"):
+        m.x = 2
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot delete"):
+        del m.x
+
+
+@_BASES
+def test_undeclared_and_method_assignments_same_on_every_path(base):
+    class M(base):
+        x: int
+
+        def __init__(self, mistake):
+            self.x = 1
+            if mistake == "undeclared":
+                self.y = 2
+            elif mistake == "method":
+                self.x = self.f
+
+        def f(self):
+            return 0
+
+    assert M(None).x == 1
+    with pytest.raises(ValueError, match="Cannot assign methods in __init__"):
+        M("method")
+    with pytest.raises(dataclasses.FrozenInstanceError, match="declares no field 'y'"):
+        M("undeclared")
+
+
+@_BASES
+def test_is_initialising(base):
+    seen = []
+
+    class M(base):
+        x: int
+
+        def __init__(self):
+            seen.append(is_initialising(self))
+            self.x = 1
+
+    m = M()
+    assert seen == [True]
+    assert not is_initialising(m)
+    assert not is_initialising(object())
+    assert not is_initialising(M)
 
 
 def test_undeclared_attribute_in_init():

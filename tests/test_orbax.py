@@ -16,7 +16,7 @@ import pytest
 
 import ecliptic
 
-from .helpers_serial import assert_trees_identical
+from .helpers import assert_trees_identical
 
 
 def _model():

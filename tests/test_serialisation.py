@@ -26,7 +26,7 @@ from ecliptic import (
     tree_serialise_leaves,
 )
 
-from .helpers_serial import assert_trees_identical
+from .helpers import assert_trees_identical
 
 
 def _tree():

@@ -10,7 +10,7 @@ from hypothesis import given, HealthCheck, settings
 
 from ecliptic import CheckpointError, tree_deserialise_leaves, tree_serialise_leaves
 
-from .helpers_serial import abstract, assert_trees_identical, trees
+from .helpers import abstract, assert_trees_identical, trees
 
 
 _TRAILER_RECORD = 128 + 32  # header + uint8[32]

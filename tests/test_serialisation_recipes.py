@@ -22,7 +22,7 @@ from ecliptic import (
     tree_serialise_leaves,
 )
 
-from .helpers_serial import assert_trees_identical
+from .helpers import assert_trees_identical
 
 
 _DOCS = pathlib.Path(__file__).parents[1] / "docs" / "serialisation.md"

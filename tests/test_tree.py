@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 import ecliptic as ec
 
-from .helpers_trees import getter, Linear, make_mlp, pytrees, same
+from .helpers import getter, Linear, make_mlp, pytrees, same
 
 
 #

@@ -4,7 +4,7 @@ import pytest
 
 import ecliptic as ec
 
-from .helpers_trees import make_mlp
+from .helpers import make_mlp
 
 
 def test_apply_updates_adds_and_skips_none():

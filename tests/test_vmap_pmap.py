@@ -8,7 +8,7 @@ import pytest
 import ecliptic as eqx
 from ecliptic._module import Module
 
-from .helpers_ad import Affine, make_affine
+from .helpers import Affine, make_affine
 
 
 def test_if_array():

@@ -15,18 +15,19 @@ from ._ad import (
 )
 from ._caches import clear_caches as clear_caches
 from ._callback import filter_pure_callback as filter_pure_callback
+from ._checks import (
+    CheckpointError as CheckpointError,
+    EquinoxRuntimeError as EquinoxRuntimeError,
+    EquinoxTracetimeError as EquinoxTracetimeError,
+)
 from ._custom import (
     filter_closure_convert as filter_closure_convert,
     filter_custom_jvp as filter_custom_jvp,
     filter_custom_vjp as filter_custom_vjp,
 )
+from ._dispatch import filter_jit as filter_jit
 from ._enum import Enumeration as Enumeration
-from ._errors import (
-    branched_error_if as branched_error_if,
-    EquinoxRuntimeError as EquinoxRuntimeError,
-    EquinoxTracetimeError as EquinoxTracetimeError,
-    error_if as error_if,
-)
+from ._errors import branched_error_if as branched_error_if, error_if as error_if
 from ._eval_shape import filter_eval_shape as filter_eval_shape
 from ._filters import (
     combine as combine,
@@ -37,7 +38,6 @@ from ._filters import (
     is_inexact_array_like as is_inexact_array_like,
     partition as partition,
 )
-from ._jit import filter_jit as filter_jit
 from ._make_jaxpr import filter_make_jaxpr as filter_make_jaxpr
 from ._module import (
     AbstractClassVar as AbstractClassVar,
@@ -51,7 +51,6 @@ from ._module import (
 )
 from ._pretty_print import tree_pformat as tree_pformat, tree_pprint as tree_pprint
 from ._serialisation import (
-    CheckpointError as CheckpointError,
     default_deserialise_filter_spec as default_deserialise_filter_spec,
     default_serialise_filter_spec as default_serialise_filter_spec,
     load_with_hyperparameters as load_with_hyperparameters,

@@ -18,22 +18,26 @@ import jax.interpreters.ad as jad
 import jax.tree_util as jtu
 from jaxtyping import PyTree
 
-from ._filters import is_array, is_inexact_array
-from ._module import field, Module, module_update_wrapper, Partial
-from ._split import Aux, check_no_kwargs, combine, is_none, names_of, partition
+from ._filters import combine, is_array, is_inexact_array, partition
+from ._module import field, Module, module_update_wrapper, Static
+from ._wrap import (
+    api_boundary,
+    check_removed_kwargs,
+    fun_repr,
+    hide_internal_frames,
+    is_none,
+    MethodWrapper,
+)
 
 
+# Keyword arguments of `filter_grad` / `filter_value_and_grad` removed in Equinox 0.10.
 _REMOVED_GRAD_KWARGS = ("arg", "filter_spec")
-
-
-class _MethodWrapper(Module):
-    """Shared by the wrappers below: bind as a method when used inside a class body."""
-
-    def __get__(self, instance: Any, owner: Any) -> Any:
-        del owner
-        if instance is None:
-            return self
-        return Partial(self, instance)
+_REMOVED_GRAD_FIX = (
+    "The inexact arrays of the first positional argument are differentiated. To "
+    "differentiate only part of a model, split it with `ecliptic.partition` and pass "
+    "the part to differentiate first: `f(diff_model, static_model, ...)`, joining them "
+    "with `ecliptic.combine` inside."
+)
 
 
 def _first_positional(where: str, fun: Any, args: tuple, kwargs: dict) -> None:
@@ -43,18 +47,18 @@ def _first_positional(where: str, fun: Any, args: tuple, kwargs: dict) -> None:
         got = ", ".join(f"{k}=..." for k in kwargs)
         raise TypeError(
             f"ecliptic.{where} differentiates the first positional argument of "
-            f"{names_of(fun)}, but it was called with keyword arguments only "
+            f"{fun_repr(fun)}, but it was called with keyword arguments only "
             f"({got}). Pass the object to differentiate by position, for example "
             f"`f(model, x)` instead of `f(model=model, x=x)`."
         )
     raise TypeError(
         f"ecliptic.{where} differentiates the first positional argument of "
-        f"{names_of(fun)}, but it was called with no arguments. Pass the object to "
+        f"{fun_repr(fun)}, but it was called with no arguments. Pass the object to "
         "differentiate as the first positional argument."
     )
 
 
-class _ValueAndGradWrapper(_MethodWrapper):
+class _ValueAndGradWrapper(MethodWrapper):
     _fun: Callable
     _has_aux: bool = field(static=True)
     _gradkwargs: tuple[tuple[str, Any], ...] = field(static=True)
@@ -63,6 +67,7 @@ class _ValueAndGradWrapper(_MethodWrapper):
     def __wrapped__(self) -> Callable:
         return self._fun
 
+    @api_boundary
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         _first_positional("filter_value_and_grad", self._fun, args, kwargs)
         x, *rest = args
@@ -77,7 +82,7 @@ class _ValueAndGradWrapper(_MethodWrapper):
         return value_and_grad(diff_x, nondiff_x, *rest, **kwargs)
 
 
-class _GradWrapper(_MethodWrapper):
+class _GradWrapper(MethodWrapper):
     _fun_value_and_grad: _ValueAndGradWrapper
     _has_aux: bool = field(static=True)
 
@@ -85,6 +90,7 @@ class _GradWrapper(_MethodWrapper):
     def __wrapped__(self) -> Callable:
         return self._fun_value_and_grad.__wrapped__
 
+    @api_boundary
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         value, grads = self._fun_value_and_grad(*args, **kwargs)
         if self._has_aux:
@@ -116,7 +122,12 @@ def filter_value_and_grad(
     """
     if fun is None:
         return ft.partial(filter_value_and_grad, has_aux=has_aux, **gradkwargs)
-    check_no_kwargs(_REMOVED_GRAD_KWARGS, gradkwargs, "filter_value_and_grad")
+    check_removed_kwargs(
+        gradkwargs,
+        _REMOVED_GRAD_KWARGS,
+        "ecliptic.filter_value_and_grad",
+        _REMOVED_GRAD_FIX,
+    )
     if "argnums" in gradkwargs:
         raise ValueError(
             "ecliptic.filter_grad and ecliptic.filter_value_and_grad always "
@@ -152,6 +163,9 @@ def filter_grad(
     """
     if fun is None:
         return ft.partial(filter_grad, has_aux=has_aux, **gradkwargs)
+    check_removed_kwargs(
+        gradkwargs, _REMOVED_GRAD_KWARGS, "ecliptic.filter_grad", _REMOVED_GRAD_FIX
+    )
     value_and_grad = filter_value_and_grad(fun, has_aux=has_aux, **gradkwargs)
     return module_update_wrapper(_GradWrapper(value_and_grad, has_aux))
 
@@ -169,6 +183,7 @@ def _check_tangents(primals: Sequence, tangents: Sequence) -> None:
         )
 
 
+@api_boundary
 def filter_jvp(
     fn: Callable, primals: Sequence, tangents: Sequence, **kwargs: Any
 ) -> tuple[PyTree, PyTree]:
@@ -209,13 +224,14 @@ def filter_jvp(
 
         traced_out, other_out = partition(out, _is_ours)
         const_out, static_out = partition(other_out, is_array)
-        return traced_out, const_out, Aux(static_out)
+        return traced_out, const_out, Static(static_out)
 
     primal_out, tangent_out = jax.jvp(_fn, dynamic, flat_tangents)
     traced_out, const_out, static_out = primal_out
     return combine(traced_out, const_out, static_out.value), tangent_out[0]
 
 
+@api_boundary
 def filter_vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     """Vector-Jacobian product of `fun` at `primals`, like `jax.vjp`, but the
     primals and the output may contain arbitrary Python objects.
@@ -240,13 +256,46 @@ def filter_vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
         if has_aux:
             out, aux = out
         diff_out, nondiff_out = partition(out, is_inexact_array)
-        return diff_out, (nondiff_out, Aux(aux))
+        # The arrays of `aux` go back through JAX (so they come out as values, not
+        # as tracers of the linearisation); everything else travels statically.
+        array_aux, static_aux = partition(aux, is_array)
+        return diff_out, (nondiff_out, array_aux, Static(static_aux))
 
-    diff_out, vjp_fn, (nondiff_out, aux) = jax.vjp(_diff_fun, *diff, has_aux=True)
+    diff_out, jax_vjp_fn, rest = jax.vjp(_diff_fun, *diff, has_aux=True)
+    nondiff_out, array_aux, static_aux = rest
     out = combine(diff_out, nondiff_out)
+    vjp_fn = _VjpFn(jax_vjp_fn)
     if has_aux:
-        return out, vjp_fn, aux.value
+        return out, vjp_fn, combine(array_aux, static_aux.value)
     return out, vjp_fn
+
+
+class _VjpFn:
+    """The `vjp_fn` that `filter_vjp` returns: JAX's, behind an error boundary (a
+    custom backward rule of the user's may run when it is called). A PyTree with
+    JAX's as its only child; other attributes are read from JAX's."""
+
+    __slots__ = ("_vjp_fn",)
+
+    def __init__(self, vjp_fn: Callable):
+        self._vjp_fn = vjp_fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._vjp_fn(*args, **kwargs)
+        except Exception as e:
+            hide_internal_frames(e)
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_vjp_fn":  # not yet set (e.g. while copying)
+            raise AttributeError(name)
+        return getattr(self._vjp_fn, name)
+
+
+jtu.register_pytree_node(
+    _VjpFn, lambda f: ((f._vjp_fn,), None), lambda _, children: _VjpFn(*children)
+)
 
 
 class _Jacobian(Module):
@@ -258,6 +307,7 @@ class _Jacobian(Module):
     def __wrapped__(self) -> Callable:
         return self._fun
 
+    @api_boundary
     def __call__(self, x: Any, /, *args: Any, **kwargs: Any) -> Any:
         diff_x, static_x = partition(x, is_inexact_array)
 
@@ -267,7 +317,7 @@ class _Jacobian(Module):
             # Non-array aux (e.g. strings) travels statically, so it survives the
             # `vmap` inside `jax.jacfwd`.
             array_aux, static_aux = partition(aux, is_array)
-            return out, (array_aux, Aux(static_aux))
+            return out, (array_aux, Static(static_aux))
 
         jacobian = jax.jacrev if self._reverse else jax.jacfwd
         jac, (array_aux, static_aux) = jacobian(_fun, has_aux=True)(diff_x)
@@ -329,7 +379,7 @@ def filter_hessian(fun: Callable, has_aux: bool = False) -> Callable:
     return filter_jacfwd(filter_jacrev(fun, has_aux=has_aux), has_aux=has_aux)
 
 
-class _CheckpointWrapper(_MethodWrapper):
+class _CheckpointWrapper(MethodWrapper):
     _fun: Callable
     _prevent_cse: bool = field(static=True)
     _policy: Callable[..., bool] | None = field(static=True)
@@ -338,6 +388,7 @@ class _CheckpointWrapper(_MethodWrapper):
     def __wrapped__(self) -> Callable:
         return self._fun
 
+    @api_boundary
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         dynamic, static = partition((args, kwargs), is_array)
 
@@ -345,7 +396,7 @@ class _CheckpointWrapper(_MethodWrapper):
             _args, _kwargs = combine(_dynamic, _static.value)
             out = self._fun(*_args, **_kwargs)
             dynamic_out, static_out = partition(out, is_array)
-            return dynamic_out, Aux(static_out)
+            return dynamic_out, Static(static_out)
 
         checkpointed = jax.checkpoint(
             _fun,
@@ -353,7 +404,7 @@ class _CheckpointWrapper(_MethodWrapper):
             policy=self._policy,
             static_argnums=(0,),
         )
-        dynamic_out, static_out = checkpointed(Aux(static), dynamic)
+        dynamic_out, static_out = checkpointed(Static(static), dynamic)
         return combine(dynamic_out, static_out.value)
 
 

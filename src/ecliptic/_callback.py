@@ -9,14 +9,15 @@ from typing import Any
 import jax
 from jaxtyping import PyTree
 
-from ._filters import is_array
-from ._split import combine, partition, static_equal
+from ._filters import combine, is_array, partition
+from ._wrap import api_boundary, static_equal
 
 
 def _has_shape_dtype(x: Any) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype")
 
 
+@api_boundary
 def filter_pure_callback(
     callback: Callable[..., Any],
     *args: Any,

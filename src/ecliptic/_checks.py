@@ -1,4 +1,12 @@
-"""The wording of user-facing shape errors, written once.
+"""ecliptic's exception classes, the wording of shape and dtype errors, and the
+deprecation helper, each written once.
+
+This module is on the ground floor: it imports only the standard library, JAX and
+NumPy, so every other module can raise from it. Other message builders (checkpoints,
+filter specs, PyTree descriptions) are in the sibling `_messages.py`.
+
+Every exception class here has `__module__ = "ecliptic"`, so tracebacks show the
+public name (`ecliptic.CheckpointError`); `__init__.py` re-exports the public ones.
 
 Every `nn` layer acts on a single example. Layers call [`check_shape`][] at trace time
 (it only reads static shapes, so it costs nothing at run time). A mismatch raises a
@@ -11,10 +19,135 @@ Every `nn` layer acts on a single example. Layers call [`check_shape`][] at trac
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+
+__all__ = [
+    "CheckpointError",
+    "Dim",
+    "EquinoxRuntimeError",
+    "EquinoxTracetimeError",
+    "UnboundAxisNameError",
+    "check_shape",
+    "deprecation_message",
+    "describe",
+    "dtype_error",
+    "format_shape",
+    "shape_error",
+    "vmap_fix",
+    "warn_deprecated",
+]
+
+
+# ---------------------------------------------------------------------------------
+# Exception classes.
+# ---------------------------------------------------------------------------------
+
+
+class EquinoxRuntimeError(RuntimeError):
+    """Raised when an [`ecliptic.error_if`][] check fails at run time."""
+
+
+class EquinoxTracetimeError(RuntimeError):
+    """Raised when an [`ecliptic.error_if`][] predicate is known to be `True` while
+    tracing (so the error is certain before anything runs)."""
+
+
+class CheckpointError(ValueError, RuntimeError):
+    """Raised when a checkpoint file is corrupt, truncated, or does not match `like`.
+
+    Every failure while loading a leaf (a malformed or truncated record, a shape,
+    dtype or kind that differs from `like`, data after the last leaf, a checksum
+    mismatch) is raised as this class. The message names the leaf's key path and the
+    expected versus found shape and dtype; the original exception, if any, is the
+    `__cause__`.
+
+    It subclasses both `ValueError` and `RuntimeError`, so code written for Equinox
+    (which raises `RuntimeError` on mismatches) keeps catching it.
+
+    **Attributes:**
+
+    - `path`: the key path of the leaf that failed, as a tuple of JAX key entries
+        (`()` for whole-file problems such as trailing data or a bad checksum).
+    """
+
+    path: tuple
+
+    def __init__(self, message: str, path: tuple = ()):
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple:  # keep `path` through pickling (multiprocessing)
+        return (type(self), (str(self), self.path))
+
+
+class UnboundAxisNameError(NameError, ValueError):
+    """Raised when `ecliptic.nn.BatchNorm` runs outside a `vmap`/`pmap` with its
+    `axis_name`. A `NameError` (as in Equinox and JAX) and a `ValueError`. Not
+    exported: catch it as either base class."""
+
+
+for _cls in (EquinoxRuntimeError, EquinoxTracetimeError, CheckpointError):
+    _cls.__module__ = "ecliptic"
+UnboundAxisNameError.__module__ = "ecliptic.nn"
+del _cls
+
+
+# ---------------------------------------------------------------------------------
+# Deprecations.
+# ---------------------------------------------------------------------------------
+
+
+def deprecation_message(what: str, instead: str, detail: str | None = None) -> str:
+    """`"{what} is deprecated: use {instead} instead."`, then `detail` if given.
+
+    **Arguments:**
+
+    - `what`: the deprecated spelling, with its subject, e.g.
+        ``"ecliptic.nn.LayerNorm(elementwise_affine=...)"``.
+    - `instead`: the spelling to use, e.g. ``"`LayerNorm(use_weight=...)`"``.
+    - `detail`: an optional sentence on how the two differ.
+
+    **Returns:** the message.
+    """
+    msg = f"{what} is deprecated: use {instead} instead."
+    return f"{msg} {detail}" if detail else msg
+
+
+def warn_deprecated(
+    what: str,
+    instead: str,
+    *,
+    stacklevel: int = 2,
+    category: type[Warning] = DeprecationWarning,
+    detail: str | None = None,
+) -> None:
+    """Warns that `what` is deprecated in favour of `instead`.
+
+    The category is `DeprecationWarning`, except where Equinox raises another one for
+    the same deprecation (its `UserWarning`s for old keyword arguments): programs
+    that filter or catch Equinox's category keep working.
+
+    **Arguments:**
+
+    - `what`, `instead`, `detail`: as [`deprecation_message`][].
+    - `stacklevel`: as for `warnings.warn`, counted from the caller of this function
+        (`2`: the caller's caller).
+    - `category`: the warning class.
+
+    **Returns:** `None`.
+    """
+    msg = deprecation_message(what, instead, detail)
+    warnings.warn(msg, category, stacklevel=stacklevel + 1)
+
+
+# ---------------------------------------------------------------------------------
+# Shapes and dtypes.
+# ---------------------------------------------------------------------------------
 
 
 Dim = int | str | None

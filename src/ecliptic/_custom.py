@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools as ft
 import types
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -22,19 +21,12 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
-from ._filters import is_array, is_inexact_array
+from ._checks import warn_deprecated
+from ._filters import combine, is_array, is_inexact_array, partition
 from ._make_jaxpr import filter_make_jaxpr
-from ._module import field, Module
-from ._split import (
-    Aux,
-    combine,
-    is_none,
-    is_struct,
-    names_of,
-    partition,
-    static_equal,
-)
+from ._module import field, Module, Static
 from ._tree import same_shapes
+from ._wrap import api_boundary, fun_repr, is_none, is_struct, static_equal
 
 
 def _none_to_symbolic_zero(ct: Any, x: Any) -> Any:
@@ -132,7 +124,7 @@ class filter_custom_jvp:
                 raise ValueError(
                     "ecliptic.filter_custom_jvp does not differentiate keyword "
                     f"arguments, but the keyword argument(s) {names} of "
-                    f"{names_of(self.fn)} received a non-zero tangent. Pass values "
+                    f"{fun_repr(self.fn)} received a non-zero tangent. Pass values "
                     "that should be differentiated by position."
                 )
             args, kwargs = combine(dynamic, static.value)
@@ -153,11 +145,12 @@ class filter_custom_jvp:
 
         **Returns:** `fn_jvp`.
         """
-        warnings.warn(
-            "`ecliptic.filter_custom_jvp.defjvp` is deprecated: use `.def_jvp`, whose "
-            "rule receives `None` for symbolic zero tangents instead of arrays of "
-            "zeros.",
-            stacklevel=2,
+        warn_deprecated(
+            "`ecliptic.filter_custom_jvp.defjvp`",
+            "`.def_jvp`",
+            category=UserWarning,  # as Equinox
+            detail="Its rule receives `None` for symbolic zero tangents instead of "
+            "arrays of zeros.",
         )
 
         def _rule(primals, tangents, **kwargs):
@@ -180,9 +173,10 @@ class filter_custom_jvp:
             "`fn_jvp(primals, tangents, **kwargs)` returns `(out, tangent_out)`."
         )
 
+    @api_boundary
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         dynamic, static = partition((args, kwargs), is_array)
-        return self._custom(Aux(static), dynamic)
+        return self._custom(Static(static), dynamic)
 
 
 def _drop_nondiff(tangent: Any, primal: Any) -> Any:
@@ -280,11 +274,12 @@ class filter_custom_vjp:
         - `fn_fwd`: the forward rule.
         - `fn_bwd`: the backward rule.
         """
-        warnings.warn(
-            "`ecliptic.filter_custom_vjp.defvjp` is deprecated: use `.def_fwd` and "
-            "`.def_bwd`, whose rules also take `perturbed` and see `None` for "
-            "symbolic zero cotangents.",
-            stacklevel=2,
+        warn_deprecated(
+            "`ecliptic.filter_custom_vjp.defvjp`",
+            "`.def_fwd` and `.def_bwd`",
+            category=UserWarning,  # as Equinox
+            detail="Their rules also take `perturbed` and see `None` for symbolic "
+            "zero cotangents.",
         )
 
         def _fwd(perturbed, vjp_arg, *args, **kwargs):
@@ -306,7 +301,7 @@ class filter_custom_vjp:
         def _split_out(out):
             array_out, nonarray_out = partition(out, is_array)
             diff_out, nondiff_out = partition(array_out, is_inexact_array)
-            return diff_out, nondiff_out, Aux(nonarray_out)
+            return diff_out, nondiff_out, Static(nonarray_out)
 
         def _primal(static_vjp, static_rest, diff, nondiff, array_rest):
             vjp_arg = combine(static_vjp.value, diff, nondiff)
@@ -326,8 +321,8 @@ class filter_custom_vjp:
             args, kwargs = combine(static_rest.value, array_rest)
             out, residuals = fn_fwd(perturbed, vjp_arg, *args, **kwargs)
             array_res, static_res = partition(residuals, is_array)
-            saved = (array_res, Aux(static_res), diff, nondiff, array_rest)
-            return _split_out(out), (saved, Aux(perturbed))
+            saved = (array_res, Static(static_res), diff, nondiff, array_rest)
+            return _split_out(out), (saved, Static(perturbed))
 
         def _bwd(static_vjp, static_rest, saved_perturbed, grad_out):
             saved, perturbed = saved_perturbed
@@ -347,11 +342,12 @@ class filter_custom_vjp:
         custom.defvjp(_fwd, _bwd, symbolic_zeros=True)
         self._custom = custom
 
+    @api_boundary
     def __call__(self, vjp_arg: Any, /, *args: Any, **kwargs: Any) -> Any:
         if self._custom is None:
             missing = "def_fwd" if self.fn_fwd is None else "def_bwd"
             raise RuntimeError(
-                f"{names_of(self.fn)} (an ecliptic.filter_custom_vjp) was called "
+                f"{fun_repr(self.fn)} (an ecliptic.filter_custom_vjp) was called "
                 f"before its rules were declared: `.{missing}` has not been called "
                 "yet. Declare both `.def_fwd` and `.def_bwd` before calling it."
             )
@@ -360,7 +356,9 @@ class filter_custom_vjp:
         array_rest, static_rest = partition((args, kwargs), is_array)
         if jtu.tree_leaves(array_rest):
             array_rest = _nondifferentiable(_REST_MSG, array_rest)
-        out = self._custom(Aux(static_vjp), Aux(static_rest), diff, nondiff, array_rest)
+        out = self._custom(
+            Static(static_vjp), Static(static_rest), diff, nondiff, array_rest
+        )
         diff_out, nondiff_out, static_out = out
         return combine(diff_out, nondiff_out, static_out.value)
 
@@ -439,6 +437,7 @@ class _TrivialClosureConvert(_ClosureConverted):
         args, kwargs = self.in_struct
         return filter_eval_shape(self.fn, *args, **kwargs)
 
+    @api_boundary
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._check_inputs(args, kwargs)
         return self.fn(*args, **kwargs)
@@ -455,6 +454,7 @@ class _ClosureConvert(_ClosureConverted):
     def out_struct(self) -> Any:
         return combine(_unflat(self.out_dynamic_struct), _unflat(self.out_static))
 
+    @api_boundary
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         flat_in = self._check_inputs(args, kwargs)
         flat_out = jax.core.eval_jaxpr(self.jaxpr, self.consts, *flat_in)
@@ -463,6 +463,7 @@ class _ClosureConvert(_ClosureConverted):
         return combine(out, _unflat(self.out_static))
 
 
+@api_boundary
 def filter_closure_convert(fn: Callable, *args: Any, **kwargs: Any) -> Callable:
     """As `jax.closure_convert`, for functions of any PyTrees: traces `fn` at example
     arguments and hoists every closed-over JAX array (not only floating-point ones)

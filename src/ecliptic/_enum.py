@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Int
 
+from ._errors import branched_error_if
 from ._module import field, Module
 
 
@@ -65,12 +67,16 @@ class EnumerationItem(Module):
 
         **Returns:** `token`.
         """
-        from ._errors import branched_error_if
-
         return branched_error_if(token, pred, self._value, self._enumeration._messages)
 
 
 class _EnumerationMeta(type):
+    # Set on every enumeration class by `__new__` (annotations only: no defaults).
+    _names: tuple[str, ...]
+    _messages: tuple[str, ...]
+    _items: dict[str, EnumerationItem]
+    _promote_tables: dict[type, np.ndarray]
+
     def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]):
         messages: list[str] = []
         names: list[str] = []

@@ -1,10 +1,9 @@
-"""Runtime checks that work under JIT: `error_if`, `branched_error_if`, and the two
-error classes they raise.
+"""Runtime checks that work under JIT: `error_if` and `branched_error_if`.
 
 How a failed check reaches the user:
 
-1. `branched_error_if` puts a `lax.cond` on the (batch-reduced) predicate into the
-   program; its true branch is a `jax.pure_callback` that raises
+1. `branched_error_if` puts a `lax.cond` on the (batch-reduced, see `_unvmap.py`)
+   predicate into the program; its true branch is a `jax.pure_callback` that raises
    `EquinoxRuntimeError(msg)` on the host. If the returned value is unused the whole
    check is dead code and XLA removes it.
 2. JAX turns the callback's exception into a `JaxRuntimeError` (or a `ValueError` on
@@ -12,17 +11,14 @@ How a failed check reaches the user:
    dispatch on CPU (programs with host callbacks run synchronously there) and at the
    latest when the result is used or blocked on elsewhere.
 3. Where `filter_jit` sees that exception it re-raises a clean `EquinoxRuntimeError`
-   carrying the user's message (see `runtime_error_from`).
+   carrying the user's message (see `_runtime_error.py`).
 
 The mode is chosen by `on_error=` or, by default, by the environment variable
 `ECLIPTIC_ON_ERROR` (or `EQX_ON_ERROR`), read once at import: `raise` (default),
 `nan`, `breakpoint` or `off`.
 """
 
-import functools as ft
-import logging
 import os
-import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -30,32 +26,20 @@ from typing import Literal
 
 import jax
 import jax.core
-import jax.extend.core
-import jax.interpreters.batching as batching
-import jax.interpreters.mlir as mlir
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import ArrayLike, Bool, Int, PyTree
 
+from ._checks import EquinoxTracetimeError
+from ._dispatch import filter_jit
 from ._filters import is_array
+from ._runtime_error import raise_failed_check
+from ._unvmap import unvmap_any, unvmap_max
 
 
 OnError = Literal["default", "raise", "breakpoint", "nan", "off"]
 _MODES = ("raise", "breakpoint", "nan", "off")
-
-
-class EquinoxRuntimeError(RuntimeError):
-    """Raised when an [`ecliptic.error_if`][] check fails at run time."""
-
-
-class EquinoxTracetimeError(RuntimeError):
-    """Raised when an [`ecliptic.error_if`][] predicate is known to be `True` while
-    tracing (so the error is certain before anything runs)."""
-
-
-EquinoxRuntimeError.__module__ = "ecliptic"
-EquinoxTracetimeError.__module__ = "ecliptic"
 
 
 def _read_mode() -> str:
@@ -79,72 +63,6 @@ if ON_ERROR == "breakpoint":
         "open a debugger. This slows programs down; use it for debugging only.",
         stacklevel=2,
     )
-
-
-# ---------------------------------------------------------------------------
-# Batch reductions that ignore vmap: under `vmap` they reduce over the batch too and
-# return an unbatched scalar, so `lax.cond` stays a real branch.
-
-
-def _make_unvmap(name: str, reduce):
-    prim = jax.extend.core.Primitive(name)
-
-    def abstract_eval(x):
-        dtype = jnp.bool_ if name.endswith("any") else x.dtype
-        return jax.core.ShapedArray((), dtype)
-
-    def batch(args, dims):
-        del dims
-        return prim.bind(args[0]), None
-
-    prim.def_impl(reduce)
-    prim.def_abstract_eval(abstract_eval)
-    batching.primitive_batchers[prim] = batch
-    mlir.register_lowering(prim, mlir.lower_fun(reduce, multiple_results=False))
-    return prim
-
-
-_unvmap_any_p = _make_unvmap("ecliptic_unvmap_any", lambda x: jnp.any(x))
-_unvmap_max_p = _make_unvmap("ecliptic_unvmap_max", lambda x: jnp.max(x))
-
-
-# ---------------------------------------------------------------------------
-# Turning JAX's wrapped exception back into the user's message.
-
-_last_failure: tuple[str, str] | None = None
-_MARKER = "EquinoxRuntimeError: "
-_HELP = """
-
--------------------
-An `error_if` check failed while the JAX program ran ({where}).
-To debug: set ECLIPTIC_ON_ERROR=breakpoint (or EQX_ON_ERROR=breakpoint) to open a
-debugger at the failure, or JAX_DISABLE_JIT=1 to run the program eagerly."""
-
-
-def runtime_error_from(exc: BaseException) -> EquinoxRuntimeError | None:
-    """If `exc` is JAX's wrapping of a failed `error_if` check, returns the clean
-    `EquinoxRuntimeError` to raise instead; otherwise `None`."""
-    text = str(exc)
-    if _MARKER not in text:
-        return None
-    if _last_failure is not None and _last_failure[0] in text:
-        msg, where = _last_failure
-    else:
-        match = re.search(r"EquinoxRuntimeError: (.*)", text)
-        msg, where = (match.group(1) if match else text), "location unknown"
-    return EquinoxRuntimeError(msg + _HELP.format(where=where))
-
-
-class _QuietCallbackFailures(logging.Filter):
-    """JAX logs every failed callback with a traceback; a failed `error_if` is an
-    expected outcome that is reported by the exception, so drop those records."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, EquinoxRuntimeError)
-
-
-logging.getLogger("jax._src.callback").addFilter(_QuietCallbackFailures())
 
 
 def _call_site() -> str:
@@ -180,10 +98,7 @@ def _failure_branch(leaves, index, msgs, mode, where):
     structs = [jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)) for x in leaves]
 
     def raise_msg(i):
-        global _last_failure
-        msg = msgs[int(i)]
-        _last_failure = (msg, where)
-        raise EquinoxRuntimeError(msg)
+        raise_failed_check(msgs[int(i)], where)
 
     def show_msg(i):
         print(f"ecliptic.EquinoxRuntimeError: {msgs[int(i)]} ({where})")
@@ -250,9 +165,9 @@ def _branched_error_if_impl(x, pred, index, msgs, *, on_error, where):
         return x
     with jax.ensure_compile_time_eval():
         if not isinstance(pred, bool):
-            pred = _unvmap_any_p.bind(jnp.asarray(pred))
+            pred = unvmap_any(pred)
         if not isinstance(index, int):
-            index = _unvmap_max_p.bind(jnp.asarray(index))
+            index = unvmap_max(index)
         done = _static_outcome(x, pred, index, msgs, mode)
     if done is not None:
         return done
@@ -264,11 +179,7 @@ def _branched_error_if_impl(x, pred, index, msgs, *, on_error, where):
     return jtu.tree_unflatten(treedef, leaves)
 
 
-@ft.cache
-def _impl_jit():
-    from ._jit import filter_jit
-
-    return filter_jit(_branched_error_if_impl)
+_checked_impl = filter_jit(_branched_error_if_impl)
 
 
 def _validate(x, msgs, on_error) -> None:
@@ -348,4 +259,4 @@ def branched_error_if(
     msgs = tuple(msgs)
     _validate(x, msgs, on_error)
     where = _call_site()
-    return _impl_jit()(x, pred, index, msgs, on_error=on_error, where=where)
+    return _checked_impl(x, pred, index, msgs, on_error=on_error, where=where)

@@ -8,9 +8,12 @@ from typing import Any
 import jax
 from jaxtyping import PyTree
 
-from ._split import Aux, combine, is_struct, partition
+from ._filters import combine, partition
+from ._module import Static
+from ._wrap import api_boundary, is_struct
 
 
+@api_boundary
 def filter_eval_shape(fun: Callable[..., Any], *args: Any, **kwargs: Any) -> PyTree:
     """As `jax.eval_shape`, but the inputs and output may be any Python objects.
 
@@ -34,7 +37,7 @@ def filter_eval_shape(fun: Callable[..., Any], *args: Any, **kwargs: Any) -> PyT
     def _fn(_dynamic):
         _fun, _args, _kwargs = combine(_dynamic, static)
         dynamic_out, static_out = partition(_fun(*_args, **_kwargs), is_struct)
-        return dynamic_out, Aux(static_out)
+        return dynamic_out, Static(static_out)
 
     dynamic_out, static_out = jax.eval_shape(_fn, dynamic)
     return combine(dynamic_out, static_out.value)

@@ -11,6 +11,10 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
+from ._caches import BoundedCache
+from ._messages import filter_spec_error
+from ._prefix import PrefixSpec
+
 
 PyTree = Any
 
@@ -31,14 +35,16 @@ _PY_INEXACT_TYPES: tuple[type, ...] = (float, complex)
 # Outside tracing, `is_array` depends only on the type of its argument, so its answer
 # is memoised per type: `isinstance` against `jax.Array` costs ~0.1 us, a dict lookup
 # ~20 ns, and filtering a model calls it once per leaf. Tracers are never memoised:
-# whether a tracer counts as a `jax.Array` depends on its abstract value.
-_IS_ARRAY_BY_TYPE: dict[type, bool] = {}
+# whether a tracer counts as a `jax.Array` depends on its abstract value. A miss
+# (more than this many leaf types in use) costs one `isinstance` check.
+_IS_ARRAY_TYPES_MAX = 4096
+_IS_ARRAY_BY_TYPE: BoundedCache = BoundedCache(_IS_ARRAY_TYPES_MAX)
 
 
 def _is_array_slow(element: Any) -> bool:
     out = isinstance(element, _ARRAY_TYPES)
     tp = type(element)
-    if not issubclass(tp, jax.core.Tracer) and len(_IS_ARRAY_BY_TYPE) < 4096:
+    if not issubclass(tp, jax.core.Tracer):
         _IS_ARRAY_BY_TYPE[tp] = out
     return out
 
@@ -73,7 +79,10 @@ def is_array_like(element: Any) -> bool:
     return isinstance(element, _ARRAY_LIKE_TYPES) or hasattr(element, "__jax_array__")
 
 
-_INEXACT_BY_DTYPE: dict[Any, bool] = {}
+# Whether a dtype is inexact, by dtype. A miss (more than this many dtypes in use)
+# costs two `issubdtype` checks (~2 us).
+_INEXACT_DTYPES_MAX = 1024
+_INEXACT_BY_DTYPE: BoundedCache = BoundedCache(_INEXACT_DTYPES_MAX)
 
 
 def _is_inexact_dtype(dtype: Any) -> bool:
@@ -82,8 +91,7 @@ def _is_inexact_dtype(dtype: Any) -> bool:
         out = bool(np.issubdtype(dtype, np.inexact)) or jnp.issubdtype(
             dtype, jnp.inexact
         )
-        if len(_INEXACT_BY_DTYPE) < 1024:
-            _INEXACT_BY_DTYPE[dtype] = out
+        _INEXACT_BY_DTYPE[dtype] = out
     return out
 
 
@@ -125,8 +133,8 @@ def is_inexact_array_like(element: Any) -> bool:
 #
 # Design: one C++ flatten of `pytree` (with `is_leaf`), one pass over the flat leaves
 # to compute the mask, and one C++ unflatten per output tree. A `filter_spec` that is
-# a prefix tree is matched with `treedef.flatten_up_to` (C++), and the list of
-# matching subtrees is flattened at once. No per-node Python work beyond `is_leaf`.
+# a prefix tree is matched by `_prefix.PrefixSpec` (C++ `flatten_up_to`, then the list
+# of matching subtrees flattened at once). No per-node Python work beyond `is_leaf`.
 
 AxisSpec = bool | Callable[[Any], bool]
 
@@ -160,28 +168,6 @@ def _leaf_masks(leaves: list[Any], spec: Callable[[Any], Any]) -> list[Any]:
     return [spec(x) for x in leaves]
 
 
-def _spec_error(name: str, filter_spec: Any, index: int, bad: Any) -> ValueError:
-    paths = [jtu.keystr(p) for p, _ in jtu.tree_flatten_with_path(filter_spec)[0]]
-    where = f"filter_spec{paths[index]}" if index < len(paths) else "filter_spec"
-    if isinstance(bad, jax.core.Tracer):
-        got = f"a traced array (shape {bad.shape}, dtype {bad.dtype})"
-        fix = (
-            "A filter decides which leaves are kept, which must be known before "
-            "tracing. Fix: build the spec from Python bools outside the "
-            "transformation, or keep every leaf and use `jnp.where` on the arrays."
-        )
-    else:
-        got = f"{type(bad).__name__} {bad!r}"
-        fix = (
-            "Fix: use a Python bool, e.g. `bool(x)`, or a callable such as "
-            f"`ecliptic.is_array`: `ecliptic.{name}(pytree, ecliptic.is_array)`."
-        )
-    return ValueError(
-        f"ecliptic.{name} expected each leaf of `filter_spec` to be a Python bool or "
-        f"a callable `leaf -> bool`, but got {got} at `{where}`. {fix}"
-    )
-
-
 def _flat_masks(
     name: str, pytree: PyTree, filter_spec: Any, is_leaf: Callable[[Any], bool] | None
 ) -> tuple[list[Any], list[Any] | bool, Callable[[list[Any]], PyTree]]:
@@ -190,34 +176,23 @@ def _flat_masks(
     Returns the leaves, their masks (one bool for all of them when the spec is a
     single bool), and the function that rebuilds a tree from new leaves.
     """
-    spec_leaves, spec_def = jtu.tree_flatten(filter_spec)
-    for i, s in enumerate(spec_leaves):
+    prefix = PrefixSpec(filter_spec)
+    for i, s in enumerate(prefix.leaves):
         if isinstance(s, jax.core.Tracer) or not (isinstance(s, bool) or callable(s)):
-            raise _spec_error(name, filter_spec, i, s)
-    if spec_def.num_nodes == 1 and spec_def.num_leaves == 1:
-        (spec,) = spec_leaves
-        leaves, treedef = jtu.tree_flatten(pytree, is_leaf=is_leaf)
+            raise filter_spec_error(name, filter_spec, i, s)
+    match = prefix.match(pytree, is_leaf)
+    leaves = match.leaves
+    if prefix.is_single:
+        (spec,) = prefix.leaves
         masks = spec if isinstance(spec, bool) else _leaf_masks(leaves, spec)
-        return leaves, masks, treedef.unflatten
-    # A prefix spec: flatten the list of matching subtrees in one go (C++), then
-    # apply each spec leaf to its run of leaves.
-    subtrees = spec_def.flatten_up_to(pytree)
-    if is_leaf is None:
-        leaves, treedef = jtu.tree_flatten(subtrees)
-    else:
-        leaves, treedef = jtu.tree_flatten(
-            subtrees, is_leaf=lambda x: x is not subtrees and is_leaf(x)
-        )
-    masks: list[Any] = []
-    start = 0
-    for spec, child in zip(spec_leaves, treedef.children(), strict=True):
-        stop = start + child.num_leaves
+        return leaves, masks, match.unflatten
+    masks = []
+    for spec, start, stop in match.runs():
         if isinstance(spec, bool):
             masks.extend([spec] * (stop - start))
         else:
             masks.extend(_leaf_masks(leaves[start:stop], spec))
-        start = stop
-    return leaves, masks, lambda new: spec_def.unflatten(treedef.unflatten(new))
+    return leaves, masks, match.unflatten
 
 
 def filter(

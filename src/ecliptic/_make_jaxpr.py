@@ -9,9 +9,9 @@ from typing import Any
 import jax
 import jax.tree_util as jtu
 
-from ._filters import is_array
-from ._module import Module, module_update_wrapper
-from ._split import Aux, combine, is_struct, partition
+from ._filters import combine, is_array, partition
+from ._module import Module, module_update_wrapper, Static
+from ._wrap import api_boundary, is_struct
 
 
 class _MakeJaxpr(Module):
@@ -21,6 +21,7 @@ class _MakeJaxpr(Module):
     def __wrapped__(self) -> Callable:
         return self.fn
 
+    @api_boundary
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[Any, Any, Any]:
         dynamic, static = partition((args, kwargs), is_struct)
         flat, treedef = jtu.tree_flatten(dynamic)
@@ -28,7 +29,7 @@ class _MakeJaxpr(Module):
         def _fn(*_flat):
             _args, _kwargs = combine(jtu.tree_unflatten(treedef, _flat), static)
             out_dynamic, out_static = partition(self.fn(*_args, **_kwargs), is_array)
-            return out_dynamic, Aux(out_static)
+            return out_dynamic, Static(out_static)
 
         jaxpr, (out_struct, out_static) = jax.make_jaxpr(_fn, return_shape=True)(*flat)
         return jaxpr, out_struct, out_static.value

@@ -8,10 +8,11 @@ import jax
 import jax.lax as lax
 from jaxtyping import PyTree
 
-from ._filters import is_array
-from ._split import combine, partition
+from ._filters import combine, is_array, partition
+from ._wrap import api_boundary
 
 
+@api_boundary
 def filter_shard(
     x: PyTree[Any],
     device_or_shardings: jax.Device | PyTree[jax.sharding.Sharding],  # pyright: ignore[reportInvalidTypeForm]

@@ -1,18 +1,22 @@
-"""Tree inspection: `tree_equal`, `tree_check`, `tree_flatten_one_level`; and
-`tree_at` lives in `_tree_at.py`, whose docstring explains its design."""
+"""Tree inspection: `tree_check` and `same_shapes`.
+
+`tree_equal` and `tree_flatten_one_level` live on the ground floor (`_pytree.py`:
+`Module.__eq__` and `tree_at` need them) and `tree_at` in `_tree_at.py` (whose
+docstring explains its design); all three are re-exported here."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
-import jax.core
-import jax.numpy as jnp
 import jax.tree_util as jtu
-import numpy as np
-from jaxtyping import Array, ArrayLike
 
 from ._filters import is_array
+from ._messages import self_reference_error
+from ._pytree import (
+    flatten_one_level,
+    tree_equal as tree_equal,
+    tree_flatten_one_level as tree_flatten_one_level,
+)
 from ._tree_at import tree_at as tree_at
 
 
@@ -21,139 +25,8 @@ PyTreeDef = Any
 
 
 #
-# tree_equal
+# tree_check
 #
-
-_NUMPY_TYPES = (np.ndarray, np.generic)
-
-
-def _leaves_equal(a: Any, b: Any, exact: bool, rtol: Any, atol: Any) -> Any:
-    """`False`, `True`, or a traced bool, for two arrays of equal shape and dtype."""
-    if isinstance(a, _NUMPY_TYPES) and isinstance(b, _NUMPY_TYPES):
-        if exact or not np.issubdtype(a.dtype, np.inexact):
-            return bool(np.all(a == b))
-        return bool(np.allclose(a, b, rtol=rtol, atol=atol))
-    if exact or not jnp.issubdtype(a.dtype, jnp.inexact):
-        out = jnp.all(a == b)
-    else:
-        out = jnp.allclose(a, b, rtol=rtol, atol=atol)  # pyright: ignore
-    if isinstance(out, jax.core.Tracer):
-        return out
-    return bool(out)
-
-
-def tree_equal(
-    *pytrees: PyTree,
-    typematch: bool = False,
-    rtol: ArrayLike = 0.0,
-    atol: ArrayLike = 0.0,
-) -> bool | Array:
-    """Returns whether all the PyTrees are equal: same structure, and equal leaves.
-
-    - Arrays (JAX or NumPy) must have the same shape and dtype, and equal values
-        (or `allclose` values for inexact dtypes when `rtol` or `atol` is nonzero).
-        A JAX array and a NumPy array can be equal unless `typematch=True`.
-    - Other leaves are compared with `==` (and by type too if `typematch=True`).
-
-    Outside tracing the result is a Python `bool`. Under `jax.jit`, comparing traced
-    arrays gives a traced bool array; use `tree_equal(...) is True` to ask whether
-    the trees are equal without looking at traced values.
-
-    **Arguments:**
-
-    - `*pytrees`: one or more PyTrees.
-    - `typematch`: if `True`, corresponding leaves must also have the same type.
-    - `rtol`: relative tolerance for inexact arrays (as `jnp.allclose`); default 0.
-    - `atol`: absolute tolerance for inexact arrays; default 0.
-
-    **Returns:** a Python `bool`, or a traced bool array of shape `()`.
-    """
-    if not pytrees:
-        raise TypeError(
-            "ecliptic.tree_equal expected at least one PyTree, but got none. Fix: "
-            "pass the trees to compare, e.g. `ecliptic.tree_equal(tree1, tree2)`."
-        )
-    exact = (
-        isinstance(rtol, (int, float))
-        and isinstance(atol, (int, float))
-        and rtol == 0
-        and atol == 0
-    )
-    flat, treedef = jtu.tree_flatten(pytrees[0])
-    traced: Any = True
-    for other in pytrees[1:]:
-        flat_other, treedef_other = jtu.tree_flatten(other)
-        if treedef_other != treedef:
-            return False
-        for a, b in zip(flat, flat_other, strict=True):
-            if typematch and type(a) is not type(b):
-                return False
-            a_array, b_array = is_array(a), is_array(b)
-            if a_array != b_array:
-                return False
-            if not a_array:
-                if a != b:
-                    return False
-                continue
-            if a.shape != b.shape or a.dtype != b.dtype:
-                return False
-            same = _leaves_equal(a, b, exact, rtol, atol)
-            if same is False:
-                return False
-            if same is not True:
-                traced = same if traced is True else traced & same
-    return traced
-
-
-#
-# tree_flatten_one_level / tree_check
-#
-
-
-def _self_reference_error(node: Any, where: str, again: str) -> ValueError:
-    return ValueError(
-        f"ecliptic.tree_check expected a PyTree without cycles, but the node of type "
-        f"`{type(node).__name__}` at `{where}` contains itself, at `{again}` (as in "
-        "`x = []; x.append(x)`). Fix: store a copy or an index instead of the node "
-        "itself."
-    )
-
-
-def tree_flatten_one_level(pytree: PyTree) -> tuple[list[PyTree], PyTreeDef]:
-    """Returns the immediate children of a PyTree node, and the treedef that puts them
-    back together. A leaf gives itself.
-
-    ```python
-    ecliptic.tree_flatten_one_level({"a": 3, "b": (1, 2)})
-    # ([3, (1, 2)], PyTreeDef({'a': *, 'b': *}))
-    ecliptic.tree_flatten_one_level(4)  # ([4], PyTreeDef(*))
-    ```
-
-    **Arguments:**
-
-    - `pytree`: any PyTree.
-
-    **Returns:** `(children, treedef)`, as `jax.tree.flatten`.
-
-    **Raises:** `ValueError` if `pytree` is one of its own children.
-    """
-    root_seen = False
-
-    def is_child(node: Any) -> bool:
-        nonlocal root_seen
-        if node is not pytree:
-            return True
-        if root_seen:
-            raise ValueError(
-                f"ecliptic.tree_flatten_one_level expected a node that is not its own "
-                f"child, but got a node of type `{type(pytree).__name__}` that "
-                "contains itself (as in `x = []; x.append(x)`). Fix: store a copy or "
-                "an index instead of the node itself."
-            )
-        root_seen = True
-        return False
-
-    return jtu.tree_flatten(pytree, is_leaf=is_child)
 
 
 def tree_check(pytree: Any) -> None:
@@ -190,7 +63,14 @@ class _CheckFailed(Exception):
     pass
 
 
-def _children(node: Any, with_paths: bool) -> tuple[list, PyTreeDef]:
+def _children(node: Any, with_paths: bool) -> list | None:
+    """`(key_path, child)` for each child of `node` (empty key paths unless
+    `with_paths`), or `None` if `node` is a leaf or has no children."""
+    if not with_paths:
+        one = flatten_one_level(node)
+        if one is None or not one[0]:
+            return None
+        return [((), child) for child in one[0]]
     root_seen = False
 
     def is_child(x: Any) -> bool:
@@ -200,23 +80,21 @@ def _children(node: Any, with_paths: bool) -> tuple[list, PyTreeDef]:
         root_seen = True
         return False
 
-    if with_paths:
-        return jtu.tree_flatten_with_path(node, is_leaf=is_child)
-    children, treedef = jtu.tree_flatten(node, is_leaf=is_child)
-    return [((), child) for child in children], treedef
+    entries, treedef = jtu.tree_flatten_with_path(node, is_leaf=is_child)
+    return None if treedef.num_nodes == 1 else entries
 
 
 def _check_node(node: Any, path: str | None, seen: dict[int, list]) -> None:
     """`seen`: id -> [path, whether it is an ancestor of `node`, the node]."""
-    entries, treedef = _children(node, path is not None)
-    if treedef.num_nodes == 1:
+    entries = _children(node, path is not None)
+    if entries is None:
         return  # a leaf, or a node without children: repeats are harmless
     entry = seen.get(id(node))
     if entry is not None:
         if path is None:
             raise _CheckFailed
         if entry[1]:
-            raise _self_reference_error(node, entry[0], path)
+            raise self_reference_error(node, entry[0], path)
         raise ValueError(
             f"ecliptic.tree_check expected each non-leaf node to appear once, but the "
             f"node of type `{type(node).__name__}` at `{path}` also appears at "
@@ -236,7 +114,7 @@ def _check_node(node: Any, path: str | None, seen: dict[int, list]) -> None:
             continue
         child_path = path + jtu.keystr(key_path)
         if child is node:
-            raise _self_reference_error(node, path, child_path)
+            raise self_reference_error(node, path, child_path)
         _check_node(child, child_path, seen)
     seen[id(node)][1] = False
 

@@ -5,7 +5,7 @@ How the selected nodes are found, with no Python work per node of the tree:
 1. Flatten `pytree` once (C++), with the user's `is_leaf`.
 2. Look up the *skeleton* of that treedef: the same tree with every leaf replaced by a
    distinct `_LeafWrapper(index)`. It depends only on the treedef, so it is built once
-   (one C++ unflatten) and cached.
+   (one C++ unflatten) and kept in a `BoundedCache` (emptied by `clear_caches`).
 3. Call `where` on the skeleton. A selected leaf comes back as a wrapper naming its
    index in the flat list. A selected subtree is found by identity in the skeleton,
    whose composite nodes are all distinct objects (its node table is built lazily,
@@ -31,20 +31,14 @@ from typing import Any
 
 import jax.tree_util as jtu
 
-from ._module import Module
+from ._caches import BoundedCache
+from ._module import MISSING, Module
+from ._pytree import tree_flatten_one_level
 
 
 PyTree = Any
 PyTreeDef = Any
 Path = list  # of (one-level treedef, child position), from the root down
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING: Any = _Missing()
 
 
 class _LeafWrapper:
@@ -61,10 +55,6 @@ class _LeafWrapper:
 
 def _is_empty_tuple(x: Any) -> bool:
     return type(x) is tuple and len(x) == 0
-
-
-def _one_level(node: Any) -> tuple[list[Any], PyTreeDef]:
-    return jtu.tree_flatten(node, is_leaf=lambda x: x is not node)
 
 
 class _Skeleton:
@@ -104,7 +94,7 @@ class _Skeleton:
             path = []
             here = self.wrapped
             while not isinstance(here, _LeafWrapper):
-                children, one_level = _one_level(here)
+                children, one_level = tree_flatten_one_level(here)
                 pos = _child_holding(children, index)
                 path.append((one_level, pos))
                 here = children[pos]
@@ -152,14 +142,16 @@ def _composite_nodes(tree: Any) -> dict[int, list]:
             entry[1] += 1  # only shared singletons (`None`) get here
             continue
         nodes[id(node)] = [node, 1, path]
-        children, one_level = _one_level(node)
+        children, one_level = tree_flatten_one_level(node)
         for pos, child in enumerate(children):
             stack.append((child, [*path, (one_level, pos)]))
     return nodes
 
 
-_SKELETONS: dict[Any, _Skeleton] = {}
+# Skeletons by treedef. A miss when the bound is hit costs one C++ unflatten of the
+# treedef (plus, lazily, its node table): about what flattening the tree costs.
 _MAX_SKELETONS = 256
+_SKELETONS: BoundedCache = BoundedCache(_MAX_SKELETONS)
 
 
 def _skeleton(treedef: PyTreeDef) -> _Skeleton:
@@ -169,8 +161,6 @@ def _skeleton(treedef: PyTreeDef) -> _Skeleton:
         return _Skeleton(treedef)
     if skeleton is None:
         skeleton = _Skeleton(treedef)
-        if len(_SKELETONS) >= _MAX_SKELETONS:
-            del _SKELETONS[next(iter(_SKELETONS))]
         _SKELETONS[treedef] = skeleton
     return skeleton
 
@@ -224,14 +214,14 @@ def _describe(node: Any) -> str:
 
 def _replace_args(replace: Any, replace_fn: Any) -> bool:
     """Checks that exactly one of `replace`/`replace_fn` is given; returns `use_fn`."""
-    if (replace is _MISSING) == (replace_fn is _MISSING):
-        got = "neither" if replace is _MISSING else "both"
+    if (replace is MISSING) == (replace_fn is MISSING):
+        got = "neither" if replace is MISSING else "both"
         raise ValueError(
             "ecliptic.tree_at expected exactly one of `replace` and `replace_fn`, but "
             f"got {got}. Fix: `ecliptic.tree_at(where, pytree, replace=new_value)` or "
             "`ecliptic.tree_at(where, pytree, replace_fn=lambda old: ...)`."
         )
-    return replace is _MISSING
+    return replace is MISSING
 
 
 def _check_structure_only(
@@ -427,8 +417,8 @@ def _edit_subtrees(where, skeleton, leaves, nodes, values, replace_fn, use_fn):
 def tree_at(
     where: Callable[[PyTree], Any],
     pytree: PyTree,
-    replace: Any = _MISSING,
-    replace_fn: Callable[[Any], Any] = _MISSING,
+    replace: Any = MISSING,
+    replace_fn: Callable[[Any], Any] = MISSING,
     is_leaf: Callable[[Any], bool] | None = None,
 ) -> PyTree:
     """Returns a copy of `pytree` with the node(s) selected by `where` replaced (like

@@ -14,7 +14,7 @@ import functools as ft
 import inspect
 import warnings
 from collections.abc import Callable, Hashable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -22,14 +22,31 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import PyTree
 
-from ._caches import register_cache_clear
+from ._caches import BoundedCache
+from ._checks import warn_deprecated
 from ._filters import is_array
-from ._module import Module, module_update_wrapper, Partial
-from ._split import Aux, check_no_kwargs, is_none, names_of
+from ._module import module_update_wrapper, Static
+from ._prefix import PrefixSpec
+from ._wrap import (
+    api_boundary,
+    check_removed_kwargs,
+    fun_repr,
+    hashable_static,
+    is_none,
+    Lowered,
+    MethodWrapper,
+    name_like,
+    REMOVED_FILTER_KWARGS,
+    static_leaves,
+)
 
 
 AxisSpec = int | None | Callable[[Any], int | None]
-_REMOVED_KWARGS = ("default", "fn", "args", "kwargs", "out")
+_REMOVED_FIX = (
+    "Pass the function as the first argument, and choose what is mapped with "
+    "`in_axes=` and `out_axes=` (array leaves are mapped over axis 0 by default; "
+    "every other leaf is broadcast)."
+)
 
 
 @dataclasses.dataclass(frozen=True)  # deliberately not a PyTree
@@ -48,22 +65,6 @@ class if_array:
         return self.axis if is_array(x) else None
 
 
-class _Struct(NamedTuple):
-    """The structure of a tree cut at the leaves of its axis spec: the spec's own
-    structure and the structure of each subtree under one spec leaf."""
-
-    spec_def: Any
-    subdefs: tuple
-
-    def unflatten(self, leaves: list) -> Any:
-        subtrees, start = [], 0
-        for subdef in self.subdefs:
-            stop = start + subdef.num_leaves
-            subtrees.append(subdef.unflatten(leaves[start:stop]))
-            start = stop
-        return self.spec_def.unflatten(subtrees)
-
-
 def _bad_spec(spec: Any, where: str) -> ValueError:
     return ValueError(
         f"ecliptic.{where} expected the leaves of `in_axes`/`out_axes` to be ints, "
@@ -73,12 +74,29 @@ def _bad_spec(spec: Any, where: str) -> ValueError:
     )
 
 
+def _axis_of(leaf_spec: Any, leaf: Any, what: str, where: str) -> int | None:
+    """The axis a spec leaf gives one data leaf."""
+    if leaf_spec is None or (
+        isinstance(leaf_spec, int) and not isinstance(leaf_spec, bool)
+    ):
+        return leaf_spec
+    if not callable(leaf_spec):
+        raise _bad_spec(leaf_spec, where)
+    axis = leaf_spec(leaf)
+    if axis is not None and not isinstance(axis, int):
+        raise ValueError(
+            f"ecliptic.{where} expected each callable in `{what}` to return an int or "
+            f"None, but {leaf_spec!r} returned {axis!r}."
+        )
+    return axis
+
+
 def _flatten_axes(tree: Any, spec: Any, what: str, where: str) -> tuple:
     """Flattens `tree` and resolves `spec` (a prefix of it) to one axis (int or
-    None) per leaf, in one pass. Returns `(leaves, axes, struct)`."""
-    spec_leaves, spec_def = jtu.tree_flatten(spec, is_leaf=is_none)
+    None) per leaf, in one pass. Returns `(leaves, axes, structure)`, where
+    `structure.unflatten(leaves)` rebuilds the tree."""
     try:
-        subtrees = spec_def.flatten_up_to(tree)
+        match = PrefixSpec(spec, is_none).match(tree)
     except (ValueError, TypeError) as e:
         raise ValueError(
             f"ecliptic.{where} expected `{what}` to be a PyTree prefix of the "
@@ -86,28 +104,14 @@ def _flatten_axes(tree: Any, spec: Any, what: str, where: str) -> tuple:
             f"{jtu.tree_structure(tree)}, but got {what}={spec!r}. Give one spec per "
             "argument, e.g. `in_axes=(0, None)`, or one spec for all of them."
         ) from e
-    leaves, axes, subdefs = [], [], []
-    for leaf_spec, subtree in zip(spec_leaves, subtrees, strict=True):
-        sub_leaves, subdef = jtu.tree_flatten(subtree)
-        subdefs.append(subdef)
-        leaves.extend(sub_leaves)
-        if leaf_spec is None or (
-            isinstance(leaf_spec, int) and not isinstance(leaf_spec, bool)
-        ):
-            axes.extend([leaf_spec] * len(sub_leaves))
-        elif callable(leaf_spec):
-            for leaf in sub_leaves:
-                axis = leaf_spec(leaf)
-                if axis is not None and not isinstance(axis, int):
-                    raise ValueError(
-                        f"ecliptic.{where} expected each callable in `{what}` to "
-                        f"return an int or None, but {leaf_spec!r} returned "
-                        f"{axis!r}."
-                    )
-                axes.append(axis)
+    leaves, axes = match.leaves, []
+    for leaf_spec, start, stop in match.runs():
+        if callable(leaf_spec):
+            axes.extend(_axis_of(leaf_spec, x, what, where) for x in leaves[start:stop])
         else:
-            raise _bad_spec(leaf_spec, where)
-    return leaves, axes, _Struct(spec_def, tuple(subdefs))
+            axis = _axis_of(leaf_spec, None, what, where)
+            axes.extend([axis] * (stop - start))
+    return leaves, axes, match.structure
 
 
 def _named_in_axes(fun: Callable, in_axes: Any, args: tuple, where: str) -> Any:
@@ -124,7 +128,7 @@ def _named_in_axes(fun: Callable, in_axes: Any, args: tuple, where: str) -> Any:
         raise ValueError(
             f"ecliptic.{where} got `in_axes` for {tuple(remaining)}, which do not "
             f"name any of the {len(args)} positional argument(s) passed to "
-            f"{names_of(fun)} (parameters: {tuple(params)[: len(args)]}). Named "
+            f"{fun_repr(fun)} (parameters: {tuple(params)[: len(args)]}). Named "
             "arguments must be passed by position; check the spelling."
         )
     return out
@@ -160,7 +164,7 @@ class _Mapped:
         return self.struct.unflatten(leaves)
 
 
-def _split_outputs(out: Any, out_axes: Any, where: str) -> tuple[list, list, Aux]:
+def _split_outputs(out: Any, out_axes: Any, where: str) -> tuple[list, list, Static]:
     """Mapped outputs, unmapped array outputs, and everything else (static)."""
     leaves, axes, struct = _flatten_axes(out, out_axes, "out_axes", where)
     mapped, unmapped, static = [], [], []
@@ -173,10 +177,10 @@ def _split_outputs(out: Any, out_axes: Any, where: str) -> tuple[list, list, Aux
             static.append(None)
         else:
             static.append(leaf)
-    return mapped, unmapped, Aux((struct, static, axes))
+    return mapped, unmapped, Static((struct, static, axes))
 
 
-def _join_outputs(mapped: list, unmapped: list, static: Aux) -> Any:
+def _join_outputs(mapped: list, unmapped: list, static: Static) -> Any:
     struct, static_leaves, axes = static.value
     mapped_iter, unmapped_iter = iter(mapped), iter(unmapped)
     leaves = []
@@ -191,25 +195,17 @@ def _join_outputs(mapped: list, unmapped: list, static: Aux) -> Any:
     return struct.unflatten(leaves)
 
 
-class _MethodWrapper(Module):
-    def __get__(self, instance: Any, owner: Any) -> Any:
-        del owner
-        if instance is None:
-            return self
-        return Partial(self, instance)
-
-
 def _no_kwargs(kwargs: dict, where: str, fun: Callable) -> None:
     if kwargs:
         raise RuntimeError(
             f"ecliptic.{where} does not accept keyword arguments at call time, but "
-            f"{names_of(fun)} was called with {tuple(kwargs)}. Pass them by position "
+            f"{fun_repr(fun)} was called with {tuple(kwargs)}. Pass them by position "
             "(and set their axes with `in_axes`), or bind them first with "
             "`functools.partial`."
         )
 
 
-class _VmapWrapper(_MethodWrapper):
+class _VmapWrapper(MethodWrapper):
     _fun: Callable
     _in_axes: PyTree[AxisSpec]
     _out_axes: PyTree[AxisSpec]
@@ -221,6 +217,7 @@ class _VmapWrapper(_MethodWrapper):
     def __wrapped__(self) -> Callable:
         return self._fun
 
+    @api_boundary
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         _no_kwargs(kwargs, "filter_vmap", self._fun)
         in_axes = _named_in_axes(self._fun, self._in_axes, args, "filter_vmap")
@@ -235,7 +232,7 @@ class _VmapWrapper(_MethodWrapper):
             if mapped:
                 raise ValueError(
                     "ecliptic.filter_vmap cannot tell the size of the mapped axis of "
-                    f"{names_of(self._fun)}: no argument is mapped (every `in_axes` "
+                    f"{fun_repr(self._fun)}: no argument is mapped (every `in_axes` "
                     "resolved to None, e.g. because no argument is an array), but "
                     f"{len(mapped)} output(s) have a non-None `out_axes`. Pass "
                     "`axis_size=...`, map an array argument, or set `out_axes=None`."
@@ -290,39 +287,35 @@ def filter_vmap(
             axis_size=axis_size,
             **vmapkwargs,
         )
-    check_no_kwargs(_REMOVED_KWARGS, vmapkwargs, "filter_vmap")
+    check_removed_kwargs(
+        vmapkwargs, REMOVED_FILTER_KWARGS, "ecliptic.filter_vmap", _REMOVED_FIX
+    )
     wrapper = _VmapWrapper(fun, in_axes, out_axes, axis_name, axis_size, vmapkwargs)
     return module_update_wrapper(wrapper)
 
 
 # -- filter_pmap -------------------------------------------------------------------
 
-_PMAP_CACHE: dict[Any, Callable] = {}
+# Compiled `jax.pmap`s by (static parts of the function and arguments, axes,
+# options), shared by every wrapper of the same function. A miss retraces and
+# recompiles the function (seconds for a large model).
 _PMAP_CACHE_SIZE = 256
-register_cache_clear(_PMAP_CACHE.clear)
+_PMAP_CACHE: BoundedCache = BoundedCache(_PMAP_CACHE_SIZE)
 
 
-def _hashable_static(leaves: list, where: str) -> tuple:
-    static = tuple(None if is_array(x) else x for x in leaves)
-    try:
-        hash(static)
-    except TypeError as e:
-        raise ValueError(
-            f"ecliptic.{where} treats non-array arguments as static, so they must be "
-            f"hashable, but got an unhashable one ({e}). Wrap lists in tuples, or "
-            "pass arrays instead."
-        ) from e
-    return static
+def _static_key(tree: Any) -> tuple:
+    """A hashable key for a tree of static options (its structure and leaves)."""
+    leaves, treedef = jtu.tree_flatten(tree)
+    return treedef, tuple(leaves)
 
 
 def _pmap_compiled(key: tuple, build: Callable[[], Any]) -> Any:
     try:
-        return _PMAP_CACHE[key]
-    except KeyError:
-        pass
-    if len(_PMAP_CACHE) >= _PMAP_CACHE_SIZE:
-        _PMAP_CACHE.pop(next(iter(_PMAP_CACHE)))
-    _PMAP_CACHE[key] = compiled = build()
+        compiled = _PMAP_CACHE.get(key)
+    except TypeError:  # unhashable `out_axes` or jax.pmap options: not cached
+        return build()
+    if compiled is None:
+        _PMAP_CACHE[key] = compiled = build()
     return compiled
 
 
@@ -349,23 +342,27 @@ class _PmapCall:
             if wrapper._axis_size is None:
                 raise ValueError(
                     "ecliptic.filter_pmap cannot tell how many devices to map over: "
-                    f"no argument of {names_of(wrapper._fun)} is mapped (every "
+                    f"no argument of {fun_repr(wrapper._fun)} is mapped (every "
                     "`in_axes` resolved to None). Pass `axis_size=...` or map an "
                     "array argument."
                 )
             self.dummy = np.zeros(wrapper._axis_size, np.int32)
         else:
             self.dummy = None
+        static = hashable_static(
+            "ecliptic.filter_pmap",
+            (static_leaves(fun_leaves), static_leaves(arg_leaves)),
+            {"fun": wrapper._fun, "args": args},
+        )
         self.key = (
             self.fun_def,
-            _hashable_static(fun_leaves, where),
             self.args_def,
-            _hashable_static(arg_leaves, where),
+            static,
             arg_axes,
-            Aux(wrapper._out_axes),
+            _static_key(wrapper._out_axes),
             wrapper._axis_name,
             wrapper._axis_size,
-            Aux(wrapper._pmapkwargs),
+            _static_key(wrapper._pmapkwargs),
         )
         self.arg_axes = arg_axes
 
@@ -387,10 +384,8 @@ class _PmapCall:
             args = args_def.unflatten(_fill(arg_leaves, arg_dynamic))
             return _split_outputs(fun(*args), out_axes, "filter_pmap")
 
-        _pmapped.__name__ = getattr(wrapper._fun, "__name__", "fun")
-        _pmapped.__qualname__ = getattr(wrapper._fun, "__qualname__", "fun")
         return jax.pmap(
-            _pmapped,
+            name_like(_pmapped, wrapper._fun),
             in_axes=(None, list(self.arg_axes), None if self.dummy is None else 0),
             out_axes=(0, None, None),
             axis_name=wrapper._axis_name,
@@ -399,33 +394,13 @@ class _PmapCall:
         )
 
 
-class _PmapCompiled:
-    """A compiled `filter_pmap` function, called with the same arguments."""
-
-    def __init__(self, wrapper: _PmapWrapper, compiled: Any):
-        self._wrapper = wrapper
-        self._compiled = compiled
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        call = _PmapCall(self._wrapper, args, kwargs)
-        return _join_outputs(*self._compiled(*call.inputs()))
+def _call_compiled(wrapper: _PmapWrapper, compiled: Any, args: tuple, kwargs: dict):
+    """Runs a compiled `filter_pmap` stage (see `_wrap.Compiled`) on these arguments."""
+    call = _PmapCall(wrapper, args, kwargs)
+    return _join_outputs(*compiled(*call.inputs()))
 
 
-class _PmapLowered:
-    """A lowered `filter_pmap` function: `.as_text()` and `.compile()`."""
-
-    def __init__(self, wrapper: _PmapWrapper, lowered: Any):
-        self._wrapper = wrapper
-        self.lowered = lowered
-
-    def as_text(self) -> str:
-        return self.lowered.as_text()
-
-    def compile(self) -> _PmapCompiled:
-        return _PmapCompiled(self._wrapper, self.lowered.compile())
-
-
-class _PmapWrapper(_MethodWrapper):
+class _PmapWrapper(MethodWrapper):
     _fun: Callable
     _in_axes: PyTree[AxisSpec]
     _out_axes: PyTree[AxisSpec]
@@ -442,6 +417,7 @@ class _PmapWrapper(_MethodWrapper):
         call = _PmapCall(self, args, kwargs)
         return call, _pmap_compiled(call.key, lambda: call.build(self))
 
+    @api_boundary
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         call, pmapped = self._pmapped(args, kwargs)
         with warnings.catch_warnings():
@@ -452,7 +428,8 @@ class _PmapWrapper(_MethodWrapper):
             out = pmapped(*call.inputs())
         return _join_outputs(*out)
 
-    def lower(self, /, *args: Any, **kwargs: Any) -> _PmapLowered:
+    @api_boundary
+    def lower(self, /, *args: Any, **kwargs: Any) -> Lowered:
         """Lowers the function for these arguments (ahead-of-time compilation).
 
         **Arguments:**
@@ -463,12 +440,15 @@ class _PmapWrapper(_MethodWrapper):
         is called with arguments of the same shapes and static values.
         """
         call, pmapped = self._pmapped(args, kwargs)
-        return _PmapLowered(self, pmapped.lower(*call.inputs()))
+        lowered = pmapped.lower(*call.inputs())
+        return Lowered(lowered, ft.partial(_call_compiled, self))
 
 
 def _check_pmap_options(donate: str, pmapkwargs: dict[str, Any]) -> str:
     """Validates `filter_pmap`'s options; sets `donate_argnums` in `pmapkwargs`."""
-    check_no_kwargs(_REMOVED_KWARGS, pmapkwargs, "filter_pmap")
+    check_removed_kwargs(
+        pmapkwargs, REMOVED_FILTER_KWARGS, "ecliptic.filter_pmap", _REMOVED_FIX
+    )
     for name in ("static_broadcasted_argnums", "donate_argnums"):
         if name in pmapkwargs:
             raise ValueError(
@@ -477,11 +457,11 @@ def _check_pmap_options(donate: str, pmapkwargs: dict[str, Any]) -> str:
                 "`donate='all' | 'warn' | 'none'`."
             )
     if donate == "arrays":
-        warnings.warn(
-            "ecliptic.filter_pmap(..., donate='arrays') has been renamed to "
-            "`donate='all'`; use that instead.",
-            DeprecationWarning,
+        warn_deprecated(
+            "ecliptic.filter_pmap(..., donate='arrays')",
+            "`donate='all'`",
             stacklevel=3,
+            detail="It was renamed to `donate='all'`.",
         )
         donate = "all"
     if donate not in ("all", "warn", "none"):
@@ -532,8 +512,8 @@ def filter_pmap(
             donate=donate,
             **pmapkwargs,
         )
-    donate = _check_pmap_options(donate, pmapkwargs)
+    donate_mode = _check_pmap_options(donate, pmapkwargs)
     wrapper = _PmapWrapper(
-        fun, in_axes, out_axes, axis_name, axis_size, donate == "all", pmapkwargs
+        fun, in_axes, out_axes, axis_name, axis_size, donate_mode == "all", pmapkwargs
     )
     return module_update_wrapper(wrapper)

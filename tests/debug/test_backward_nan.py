@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ecliptic._errors import EquinoxRuntimeError
+from ecliptic import EquinoxRuntimeError
 from ecliptic.debug import backward_nan
 
 

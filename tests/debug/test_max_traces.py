@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import pytest
 
-from ecliptic._jit import filter_jit
+from ecliptic import filter_jit
 from ecliptic.debug import assert_max_traces, get_num_traces
 
 

@@ -25,8 +25,8 @@ import pytest
 
 import ecliptic
 
-from ..helpers_nncore import split
 from .descriptors import ROWS
+from .helpers import split
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

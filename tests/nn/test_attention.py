@@ -6,7 +6,8 @@ import pytest
 
 import ecliptic.nn as nn
 from ecliptic._module import Module
-from tests.helpers_nnstate import linear, sgd_losses
+
+from .helpers import linear, sgd_losses
 
 
 def _reference(mha, q, k, v, mask=None):

@@ -138,9 +138,11 @@ def test_rope_static_methods():
 
 def test_rope_cache_is_cleared_by_clear_caches():
     import ecliptic
-    from ecliptic.nn._embedding import _rope_tables
+    from ecliptic._caches import BoundedCache
+    from ecliptic.nn._embedding import _ROPE_TABLES
 
+    assert isinstance(_ROPE_TABLES, BoundedCache)
     enn.RotaryPositionalEmbedding(4)(jnp.ones((3, 4)))
-    assert _rope_tables.cache_info().currsize > 0
+    assert len(_ROPE_TABLES) > 0
     ecliptic.clear_caches()
-    assert _rope_tables.cache_info().currsize == 0
+    assert len(_ROPE_TABLES) == 0

@@ -5,7 +5,7 @@ import pytest
 import ecliptic
 import ecliptic.nn as nn
 from ecliptic._module import Module
-from ecliptic.nn._inference import with_attr
+from ecliptic.nn._misc import with_attr
 
 
 class Flag(Module):

@@ -11,7 +11,7 @@ import pytest
 
 import ecliptic.nn as enn
 
-from ..helpers_nncore import grad_inexact
+from .helpers import grad_inexact
 
 
 def _reference(mlp, x):

@@ -6,7 +6,8 @@ import pytest
 
 import ecliptic.nn as nn
 from ecliptic._module import Module
-from tests.helpers_nnstate import sgd_losses
+
+from .helpers import sgd_losses
 
 
 def _sigmoid(x):

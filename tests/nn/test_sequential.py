@@ -7,7 +7,8 @@ import pytest
 
 import ecliptic.nn as nn
 from ecliptic._module import Module
-from tests.helpers_nnstate import linear
+
+from .helpers import linear
 
 
 class AddKey(Module):

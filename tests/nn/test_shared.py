@@ -7,7 +7,8 @@ import pytest
 
 import ecliptic.nn as nn
 from ecliptic.nn._shared import SharedNode
-from tests.helpers_nnstate import linear, merge, split_params
+
+from .helpers import linear, merge, split_params
 
 
 def test_ties_weights(getkey):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import ecliptic.nn as nn
-from ecliptic.nn._inference import with_attr
-from tests.helpers_nnstate import linear
+from ecliptic.nn._misc import with_attr
+
+from .helpers import linear
 
 
 def test_spectral_norm_normalises(getkey):

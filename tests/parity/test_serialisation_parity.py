@@ -15,7 +15,7 @@ from hypothesis import given, settings
 
 import ecliptic
 
-from ..helpers_serial import abstract, assert_trees_identical, trees
+from ..helpers import abstract, assert_trees_identical, trees
 
 
 _TRAILER = 128 + 32

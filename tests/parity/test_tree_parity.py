@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 import ecliptic as ec
 
-from ..helpers_trees import getter, pytrees
+from ..helpers import getter, pytrees
 
 
 def _outcome(fn, *args, **kwargs):

@@ -7,9 +7,13 @@ from ._field import (
     StrictConfig as StrictConfig,
 )
 from ._flatten import MISSING as MISSING
-from ._module import is_abstract_module as is_abstract_module, Module as Module
-from ._prebuilt import (
+from ._module import (
     BoundMethod as BoundMethod,
+    is_abstract_module as is_abstract_module,
+    is_initialising as is_initialising,
+    Module as Module,
+)
+from ._prebuilt import (
     module_update_wrapper as module_update_wrapper,
     Partial as Partial,
     Static as Static,

@@ -37,7 +37,7 @@ class _Missing:
         return "MISSING"
 
 
-MISSING = _Missing()
+MISSING: Any = _Missing()  # typed `Any`: also the default of typed arguments
 jtu.register_pytree_node(_Missing, lambda _: ((), None), lambda _, __: MISSING)
 
 

@@ -1,4 +1,10 @@
-"""`Module`: an immutable dataclass that is a PyTree (design: `README.md` here)."""
+"""`Module`, its metaclass (class creation and construction) and `BoundMethod`
+(design: `README.md` here).
+
+`BoundMethod` lives in this file because the metaclass makes one on every method
+read and the construction checks look for one; both are plain references to this
+module's globals, resolved when they run.
+"""
 
 from __future__ import annotations
 
@@ -8,55 +14,54 @@ import inspect
 import types
 import warnings
 from collections.abc import Callable, Hashable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any
 
-import jax
 import jax.tree_util as jtu
 from typing_extensions import dataclass_transform
 
-from .._filters import is_array, is_inexact_array_like
-from ._abstract import abstract_attributes, without_abstract_annotations
+from .._pretty_print import tree_pformat
+from .._pytree import tree_equal
+from ._abstract import abstract_attributes
+from ._class_info import (
+    abstract_message,
+    class_info,
+    ClassInfo,
+    make_dataclass,
+    make_shadow,
+    uses_dataclass_init,
+)
 from ._field import field
-from ._flatten import make_flatten_functions, WRAPPER_FIELD_NAMES
-
-
-_ModuleT = TypeVar("_ModuleT", bound="Module")
-
-# `id`s of the Modules whose `__init__` is running: only they may set attributes.
-_initialising: set[int] = set()
-
-_TRANSFORM_TYPES: frozenset[type] = frozenset(
-    type(transform(lambda x: x))
-    for transform in (
-        jax.jit,
-        jax.grad,
-        jax.vmap,
-        jax.value_and_grad,
-        jax.jacfwd,
-        jax.jacrev,
-        jax.hessian,
-        jax.custom_jvp,
-        jax.custom_vjp,
-        jax.checkpoint,
-    )
+from ._flatten import make_flatten_functions
+from ._init_checks import (
+    check_assigned_names,
+    finish_init,
+    frozen_error,
+    method_in_init_error,
+    TRANSFORM_TYPES,
+    warn_transformed,
 )
 
 
-class _ClassInfo(NamedTuple):
-    """What `__call__`, `__setattr__` and flatten need to know about a Module class,
-    computed once when the class is created."""
+# `id`s of the instances whose `__init__` is running on the no-shadow path (classes
+# whose MRO defines `__init_subclass__`); read it through `is_initialising`.
+_initialising: set[int] = set()
 
-    names: tuple[str, ...]
-    names_set: frozenset[str]
-    dynamic: tuple[str, ...]
-    static: tuple[str, ...]
-    init_false: tuple[str, ...]
-    converters: tuple[tuple[str, Callable[[Any], Any]], ...]
-    check_inits: tuple[Callable[[Any], None], ...]
-    has_dataclass_init: bool
-    force_abstract: bool
-    abstract: bool
-    needs_post_init: bool
+_new = object.__new__
+_setattr = object.__setattr__
+_delattr = object.__delattr__
+
+
+def is_initialising(obj: object) -> bool:
+    """Whether `obj` is a Module whose `__init__` is running (on either construction
+    path), so that its attributes may still change.
+
+    **Arguments:**
+
+    - `obj`: any object.
+
+    **Returns:** `True` while `obj`'s `__init__` runs, else `False`.
+    """
+    return "_ecliptic_is_shadow" in type(obj).__dict__ or id(obj) in _initialising
 
 
 def _is_magic(name: str) -> bool:
@@ -82,7 +87,7 @@ class _MethodDescriptor:
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self.method
-        bound = _new(_BoundMethod)
+        bound = _new(BoundMethod)
         _setattr(bound, "__func__", self.method)
         _setattr(bound, "__self__", instance)
         return bound
@@ -91,202 +96,89 @@ class _MethodDescriptor:
         return getattr(self.method, name)
 
 
-_new = object.__new__
-_setattr = object.__setattr__
-_BoundMethod: type = type(None)  # Set by `_prebuilt.py` once `BoundMethod` exists.
-_SPECIAL_VALUE_TYPES: frozenset[type] = _TRANSFORM_TYPES
-
-
-def _uses_dataclass_init(cls: type, namespace: dict[str, Any]) -> bool:
-    """A class gets a generated `__init__` only if it defines none and its nearest
-    parent with an `__init__` has a generated one (unlike plain dataclasses)."""
-    if "__init__" in namespace:
-        return False
-    for kls in cls.__mro__[1:]:
-        info = kls.__dict__.get("_ecliptic_info")
-        if info is not None:
-            return info.has_dataclass_init
-        if kls is object:
-            break
-        if "__init__" in kls.__dict__:
-            return False
-    return True
-
-
-def _converter_annotation(converter: Callable[[Any], Any]) -> Any:
-    try:
-        parameters = list(inspect.signature(converter).parameters.values())
-    except (TypeError, ValueError):
-        return Any
-    if not parameters or parameters[0].annotation is inspect.Parameter.empty:
-        return Any
-    return parameters[0].annotation
-
-
-def _make_dataclass(cls: type, has_dataclass_init: bool) -> None:
-    annotations = cls.__dict__.get("__annotations__", {})
-    cls.__annotations__ = without_abstract_annotations(annotations)
-    try:
-        dataclasses.dataclass(eq=False, repr=False, init=has_dataclass_init)(cls)
-    finally:
-        cls.__annotations__ = annotations
-    if has_dataclass_init:
-        init_annotations = cls.__init__.__annotations__
-        for f in dataclasses.fields(cls):
-            converter = f.metadata.get("converter")
-            if converter is not None and f.name in init_annotations:
-                init_annotations[f.name] = _converter_annotation(converter)
-
-
-def _class_info(
-    cls: type, has_dataclass_init: bool, force: bool, abstract: bool
-) -> _ClassInfo:
-    fields = dataclasses.fields(cls)
-    names = tuple(f.name for f in fields)
-    static = tuple(f.name for f in fields if f.metadata.get("static", False))
-    converters = tuple(
-        (f.name, f.metadata["converter"])
-        for f in fields
-        if f.metadata.get("converter") is not None
-    )
-    check_inits = tuple(
-        kls.__dict__["__check_init__"]
-        for kls in cls.__mro__
-        if "__check_init__" in kls.__dict__
-    )
-    init_false = tuple(f.name for f in fields if not f.init)
-    return _ClassInfo(
-        names=names,
-        names_set=frozenset(names),
-        dynamic=tuple(n for n in names if n not in static),
-        static=static,
-        init_false=init_false,
-        converters=converters,
-        check_inits=check_inits,
-        has_dataclass_init=has_dataclass_init,
-        force_abstract=force,
-        abstract=force or abstract,
-        needs_post_init=bool(converters or check_inits or static or init_false),
-    )
-
-
-def _warn_static_and_init_false(cls: type, info: _ClassInfo, obj: Any) -> None:
-    for name in info.static:
-        value = getattr(obj, name)
-        if any(is_array(x) for x in jtu.tree_leaves(value)):
-            warnings.warn(
-                f"{cls.__qualname__}.{name} is a static field but was given a JAX or "
-                "NumPy array. Static values are part of the PyTree structure: they "
-                "are never traced or differentiated, and a new value recompiles. "
-                f"Declare `{name}` without `static=True` if it holds parameters.",
-                stacklevel=3,
-            )
-    for name in info.init_false:
-        value = getattr(obj, name, None)
-        if any(is_inexact_array_like(x) for x in jtu.tree_leaves(value)):
-            warnings.warn(
-                f"{cls.__qualname__}.{name} is declared with `field(init=False)` and "
-                "holds floating-point arrays. It is a PyTree leaf like any other "
-                "field: "
-                "`jax.grad` differentiates it directly, not the fields it was "
-                "computed from. Compute it in a method or property instead, so that "
-                "gradients flow to its inputs.",
-                stacklevel=3,
-            )
-
-
-def _finish_init(cls: type, info: _ClassInfo, obj: Any) -> None:
-    """Runs after `__init__`: fields set, converters, warnings, `__check_init__`."""
-    d = obj.__dict__
-    if not d.keys() >= info.names_set:
-        for name in info.names:
-            if name not in d and not hasattr(cls, name):
-                raise TypeError(
-                    f"Field {name!r} was not initialized. {cls.__qualname__}.__init__ "
-                    f"must assign every field; add `self.{name} = ...` to it, or give "
-                    f"the field a default in the class body."
-                )
-    if not info.needs_post_init:
-        return
-    for name, converter in info.converters:
-        _setattr(obj, name, converter(getattr(obj, name)))
-    if info.static or info.init_false:
-        _warn_static_and_init_false(cls, info, obj)
-    for check in info.check_inits:
-        check(obj)
-
-
-def _make_shadow(
-    mcs: type, cls: type, flatten_with_keys: Callable, unflatten: Callable
-) -> type | None:
-    """The class that instances of `cls` have while `__init__` runs: `cls` with a
-    C-level `__setattr__`, so assignments in `__init__` cost what they cost on a plain
-    object. Not made when a class in the MRO defines `__init_subclass__` (it would
-    see the shadow); those classes check each assignment instead."""
-    if any("__init_subclass__" in k.__dict__ for k in cls.__mro__[:-1]):
-        return None
-    namespace = {
-        "__setattr__": object.__setattr__,
-        "__delattr__": object.__delattr__,
-        "__module__": cls.__module__,
-        "__qualname__": cls.__qualname__,
-        "__doc__": cls.__doc__,
-        "_ecliptic_shadow": None,
-        "_ecliptic_fast_shadow": None,
-        "_ecliptic_is_shadow": True,
-    }
-    shadow = type.__new__(mcs, cls.__name__, (cls,), namespace)
-    jtu.register_pytree_with_keys(shadow, flatten_with_keys, unflatten)
-    return shadow
+#
+# Construction. One rule on both paths: while `__init__` runs, `self.x = v` and
+# `del self.x` are `object`'s own operations; once it returns, the instance dict is
+# checked in bulk (`_check_assignments`), then `finish_init` runs if needed.
+#
 
 
 def _construct(cls: Any, args: tuple, kwargs: dict) -> Any:
-    """Instantiation when the fast path does not apply: abstract classes, classes
-    with converters, `__check_init__`, static or `init=False` fields, and classes
-    whose MRO defines `__init_subclass__` (no shadow class)."""
+    """Instantiation when the fast path in `_ModuleMeta.__call__` does not apply:
+    abstract classes, classes whose MRO defines `__init_subclass__` (no shadow
+    class: the instance is marked as initialising by `id` instead) or `__new__`
+    (which, as before, is not called: the instance is made by `object.__new__`)."""
     __tracebackhide__ = True
-    info: _ClassInfo = cls._ecliptic_info
+    info: ClassInfo = cls._ecliptic_info
     if info.abstract:
-        raise TypeError(_abstract_message(cls))
+        raise TypeError(abstract_message(cls))
     shadow = cls._ecliptic_shadow
     if shadow is None:
         obj = _new(cls)
         key = id(obj)
         _initialising.add(key)
         try:
-            cls.__init__(obj, *args, **kwargs)
+            result = cls.__init__(obj, *args, **kwargs)
         finally:
             _initialising.discard(key)
     else:
         obj = _new(shadow)
-        cls.__init__(obj, *args, **kwargs)
+        result = cls.__init__(obj, *args, **kwargs)
         _setattr(obj, "__class__", cls)
-        _check_assignments(cls, info, obj)
-    if info.needs_post_init or not obj.__dict__.keys() >= info.names_set:
-        _finish_init(cls, info, obj)
+    if result is not None:
+        # What `type.__call__` (the fast path) says.
+        raise TypeError(f"__init__() should return None, not '{type(result).__name__}'")
+    _finish(cls, obj)
     return obj
 
 
-def _check_assignments(cls: type, info: _ClassInfo, obj: Any) -> None:
-    """After `__init__` ran on a shadow instance: only declared fields were
-    assigned, and none of them holds a mistake (see `_check_special_value`)."""
+def _finish(cls: Any, obj: Any) -> None:
+    """The checks after `__init__`, in full: assignments, then `finish_init`."""
+    __tracebackhide__ = True
+    info: ClassInfo = cls._ecliptic_info
+    _check_assignments(cls, info, obj)
+    if info.needs_post_init or not obj.__dict__.keys() >= info.names_set:
+        finish_init(cls, info, obj)
+
+
+# The globals of the generated checks (`_make_fast_check`): `_special` is set to
+# `_SPECIAL_VALUE_TYPES` once `BoundMethod` exists (read when a check runs).
+_fast_check_globals: dict[str, Any] = {}
+
+
+def _make_fast_check(info: ClassInfo) -> Callable[[dict[str, Any]], bool]:
+    """Generates the common-case test of the post-`__init__` checks for one class:
+    `check(obj.__dict__)` is true when the dict holds exactly the declared fields
+    (the field lookups raise `KeyError` for a missing one), none of them a value
+    that `_check_assignments` looks at more closely, and no converter,
+    `__check_init__` or field warning needs to run. Otherwise the caller runs
+    `_finish`, which does every check in full."""
+    if info.needs_post_init:
+        terms = " and False"
+    else:
+        terms = "".join(f" and type(d[{n!r}]) not in _special" for n in info.names)
+    source = f"def check(d):\n    return len(d) == {len(info.names)}{terms}\n"
+    defined: dict[str, Any] = {}
+    code = compile(source, "<ecliptic construction check>", "exec")
+    exec(code, _fast_check_globals, defined)  # `check` reads the shared globals
+    return defined["check"]
+
+
+def _shadow_metaclass(mcs: type) -> type:
+    """The metaclass of the shadow classes of classes whose metaclass is `mcs`."""
+    if mcs is _ModuleMeta:
+        return _ShadowMeta
+    return type(mcs)(f"{mcs.__name__}Shadow", (mcs,), {"__call__": type.__call__})
+
+
+def _check_assignments(cls: type, info: ClassInfo, obj: Any) -> None:
+    """After `__init__`: only declared fields were assigned, and none of them holds
+    a mistake (see `_check_special_value`)."""
     d = obj.__dict__
     if d.keys() != info.names_set:
-        _check_assigned_names(cls, info, obj)
+        check_assigned_names(cls, info, obj)
     if not _SPECIAL_VALUE_TYPES.isdisjoint(map(type, d.values())):
         _check_special_values(obj)
-
-
-def _check_assigned_names(cls: type, info: _ClassInfo, obj: Any) -> None:
-    for name in obj.__dict__:
-        if name not in info.names_set and name not in WRAPPER_FIELD_NAMES:
-            if name == "__orig_class__":
-                continue
-            raise dataclasses.FrozenInstanceError(
-                f"cannot assign to field {name!r}: {cls.__qualname__} declares no "
-                f"field {name!r}. Declare it in the class body (`{name}: <type>`) "
-                "before assigning it in `__init__`."
-            )
 
 
 def _check_special_values(obj: Any) -> None:
@@ -295,19 +187,28 @@ def _check_special_values(obj: Any) -> None:
             _check_special_value(obj, name, value)
 
 
-_METHOD_IN_INIT = (
-    "Cannot assign methods in __init__: `self.{name} = self.{method}` would store "
-    "{cls} inside itself, which is not a tree. Use a property instead:\n"
-    "    @property\n"
-    "    def {name}(self):\n"
-    "        return self.{method}"
-)
+def _check_special_value(obj: Any, name: str, value: Any) -> None:
+    """Assignments in `__init__` that are mistakes: a method of `obj` itself (a
+    cycle), or a JAX-transformed callable that hides parameters."""
+    if type(value) is BoundMethod:
+        if value.__self__ is obj:
+            raise method_in_init_error(obj, name, value.__func__.__name__)
+    else:
+        warn_transformed(type(obj), name, value)
 
 
 @dataclass_transform(field_specifiers=(dataclasses.field, field))
 class _ModuleMeta(abc.ABCMeta):
     """Metaclass of [`ecliptic.Module`][]: makes each subclass a dataclass, registers
     it as a PyTree, wraps its methods, and runs the post-`__init__` checks."""
+
+    # Set on each class by `__new__` (declared here for type checkers only).
+    _ecliptic_info: ClassInfo
+    _ecliptic_shadow: type | None
+    # `(shadow, check)` where `__call__`'s fast path applies (see there), else None.
+    _ecliptic_fast: tuple[type, Callable[[dict[str, Any]], bool]] | None
+    __abstractvars__: frozenset[str]
+    __abstractclassvars__: frozenset[str]
 
     def __new__(
         mcs,
@@ -329,7 +230,7 @@ class _ModuleMeta(abc.ABCMeta):
             ):
                 namespace[key] = _MethodDescriptor(value)
         cls = super().__new__(mcs, name, bases, namespace, **kwargs)
-        has_dataclass_init = _uses_dataclass_init(cls, namespace)
+        has_dataclass_init = uses_dataclass_init(cls, namespace)
         if not has_dataclass_init and hasattr(cls, "__post_init__"):
             warnings.warn(
                 f"{cls.__module__}.{cls.__qualname__} defines (or inherits) both a "
@@ -338,11 +239,11 @@ class _ModuleMeta(abc.ABCMeta):
                 "Move the checks into `__check_init__`, which always runs.",
                 stacklevel=2,
             )
-        _make_dataclass(cls, has_dataclass_init)
+        make_dataclass(cls, has_dataclass_init)
         abstract_vars, abstract_class_vars = abstract_attributes(cls)
         cls.__abstractvars__ = abstract_vars
         cls.__abstractclassvars__ = abstract_class_vars
-        info = _class_info(
+        info = class_info(
             cls,
             has_dataclass_init,
             strict is None or is_abstract,
@@ -356,32 +257,35 @@ class _ModuleMeta(abc.ABCMeta):
         jtu.register_pytree_with_keys(
             cls, flatten_with_keys, unflatten, flatten_func=flatten
         )
-        shadow = _make_shadow(mcs, cls, flatten_with_keys, unflatten)
+        shadow = make_shadow(_shadow_metaclass(mcs), cls, flatten_with_keys, unflatten)
         cls._ecliptic_shadow = shadow
-        cls._ecliptic_names = info.names_set
-        fast = not (info.abstract or info.needs_post_init)
-        cls._ecliptic_fast_shadow = shadow if fast else None
+        new = any("__new__" in k.__dict__ for k in cls.__mro__[:-1])
+        if shadow is None or info.abstract or new:
+            cls._ecliptic_fast = None
+        else:
+            cls._ecliptic_fast = (shadow, _make_fast_check(info))
         return cls
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+    def __call__(cls, /, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        shadow = cls._ecliptic_fast_shadow
-        if shadow is None:
+        fast = cls._ecliptic_fast
+        if fast is None:
             return _construct(cls, args, kwargs)
-        # Fast path. `__init__` runs on an instance of `shadow`, a subclass of `cls`
-        # whose `__setattr__` is `object.__setattr__`; the assignments are then
-        # checked in bulk and the instance becomes a `cls`.
-        obj = _new(shadow)
-        cls.__init__(obj, *args, **kwargs)
-        # A plain store: the shadow's `__setattr__` is `object.__setattr__` (faster
-        # than calling it by name).
+        # Fast path. `shadow` is a subclass of `cls` whose `__setattr__` and
+        # `__delattr__` are `object`'s and whose metaclass's `__call__` is
+        # `type.__call__`: calling it makes an instance and runs `__init__` in C.
+        # The instance then becomes a `cls` (a plain store: the shadow's
+        # `__setattr__` is `object`'s), and `check` tests the common case in one
+        # generated expression; anything else gets every check, in full.
+        shadow, check = fast
+        obj = shadow(*args, **kwargs) if kwargs else shadow(*args)
         obj.__class__ = cls
-        d = obj.__dict__
-        if d.keys() != cls._ecliptic_names or not _SPECIAL_VALUE_TYPES.isdisjoint(
-            map(type, d.values())
-        ):
-            _check_assignments(cls, cls._ecliptic_info, obj)
-            _finish_init(cls, cls._ecliptic_info, obj)
+        try:
+            if check(obj.__dict__):
+                return obj
+        except KeyError:  # a field left unset: `_finish` says which
+            pass
+        _finish(cls, obj)
         return obj
 
     @property
@@ -405,32 +309,11 @@ class _ModuleMeta(abc.ABCMeta):
         )
 
 
-def _abstract_message(cls: type) -> str:
-    if cls.__abstractmethods__:
-        names = sorted(cls.__abstractmethods__)
-        return (
-            f"Can't instantiate abstract class {cls.__name__} with abstract methods "
-            f"{names}: implement them in a subclass and instantiate that."
-        )
-    if cls.__abstractclassvars__:
-        names = sorted(cls.__abstractclassvars__)
-        return (
-            f"Can't instantiate abstract class {cls.__name__} with abstract class "
-            f"attributes {names}: declare them on a subclass as "
-            f"`{names[0]}: ClassVar[...] = ...`."
-        )
-    if cls.__abstractvars__:
-        names = sorted(cls.__abstractvars__)
-        return (
-            f"Can't instantiate abstract class {cls.__name__} with abstract "
-            f"attributes {names}: declare them on a subclass as a field, a class "
-            "attribute or a property."
-        )
-    return (
-        f"Can't instantiate abstract class {cls.__name__}: it was declared abstract "
-        "(`strict=StrictConfig(force_abstact=True)` or `is_abstract=True`); "
-        "instantiate a concrete subclass."
-    )
+class _ShadowMeta(_ModuleMeta):
+    """Metaclass of the shadow classes (see `make_shadow`): calling a shadow class
+    is `type.__call__`, in C."""
+
+    __call__ = type.__call__  # pyright: ignore[reportAssignmentType]
 
 
 class Module(Hashable, metaclass=_ModuleMeta):
@@ -461,8 +344,6 @@ class Module(Hashable, metaclass=_ModuleMeta):
     """
 
     def __repr__(self) -> str:
-        from .._pretty_print import tree_pformat
-
         return tree_pformat(self)
 
     def __hash__(self) -> int:
@@ -470,86 +351,58 @@ class Module(Hashable, metaclass=_ModuleMeta):
         return hash(tuple((name, getattr(self, name)) for name in names))
 
     def __eq__(self, other: object) -> Any:  # pyright: ignore[reportIncompatibleMethodOverride]
-        from .._tree import tree_equal
-
         return tree_equal(self, other)
 
+    # Reached only when the instance is not a shadow: on the no-shadow path during
+    # `__init__` (then they act as `object`'s, the shadow's rule), or afterwards.
     def __setattr__(self, name: str, value: Any) -> None:
-        if id(self) in _initialising and (
-            name in type(self)._ecliptic_info.names_set or name in WRAPPER_FIELD_NAMES
-        ):
-            if type(value) in _SPECIAL_VALUE_TYPES:
-                _check_special_value(self, name, value)
+        if id(self) in _initialising or name == "__orig_class__":
+            # `typing` sets `__orig_class__` on `SomeModule[int]()` after `__init__`.
             _setattr(self, name, value)
             return
-        if name == "__orig_class__":  # set by `typing` on `SomeModule[int]()`
-            _setattr(self, name, value)
-            return
-        _raise_frozen(self, name)
+        raise frozen_error(self, name)
 
     def __delattr__(self, name: str) -> None:
+        if id(self) in _initialising:
+            _delattr(self, name)
+            return
         raise dataclasses.FrozenInstanceError(
             f"cannot delete field {name!r}: {type(self).__qualname__} is immutable."
         )
 
 
-def _check_special_value(obj: Module, name: str, value: Any) -> None:
-    """Assignments in `__init__` that are mistakes: a method of `obj` itself (a
-    cycle), or a JAX-transformed callable that hides parameters."""
-    if type(value) is _BoundMethod:
-        if value.__self__ is obj:
-            raise ValueError(
-                _METHOD_IN_INIT.format(
-                    name=name, method=value.__func__.__name__, cls=type(obj).__name__
-                )
-            )
-    else:
-        _warn_transformed(type(obj), name, value)
+class BoundMethod(Module):
+    """A method bound to a Module instance, as a PyTree: the function is static and
+    the instance (`__self__`) is its child. Reading `module.method` returns one."""
+
+    __func__: types.FunctionType = field(static=True)
+    __self__: Module
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__(self.__self__, *args, **kwargs)
+
+    @property
+    def __wrapped__(self) -> Any:
+        func: Any = self.__func__
+        return func.__get__(self.__self__, type(self.__self__))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("__name__", "__qualname__"):
+            return getattr(self.__func__, name)
+        raise AttributeError(name)
 
 
-def _raise_frozen(obj: Module, name: str) -> None:
-    cls = type(obj).__qualname__
-    if id(obj) in _initialising:
-        raise dataclasses.FrozenInstanceError(
-            f"cannot assign to field {name!r}: {cls} declares no field {name!r}. "
-            f"Declare it in the class body (`{name}: <type>`) before assigning "
-            "it in `__init__`."
-        )
-    raise dataclasses.FrozenInstanceError(
-        f"cannot assign to field {name!r}: {cls} is immutable once created. Make "
-        f"a modified copy instead: `ecliptic.tree_at(lambda m: m.{name}, model, "
-        "new_value)`."
-    )
-
-
-def _warn_transformed(cls: type, name: str, value: Any) -> None:
-    inner = value
-    while True:
-        inner = getattr(inner, "__wrapped__", None)
-        if inner is None:
-            return
-        try:
-            leaves = jtu.tree_leaves(inner)
-        except Exception:  # noqa: BLE001 - any non-PyTree callable: nothing to warn about
-            return
-        if any(is_array(x) or isinstance(x, (int, float, complex)) for x in leaves):
-            warnings.warn(
-                f"{cls.__module__}.{cls.__qualname__}.{name} is assigned a "
-                "JAX-transformed callable (e.g. `jax.vmap(layer)`) that holds "
-                "parameters. Such callables are not PyTrees, so those parameters "
-                "will never be trained. Store the layer itself and apply the "
-                "transformation in `__call__`, or use the filtered transformation "
-                "(e.g. `ecliptic.filter_vmap(layer)`), which is a PyTree.",
-                stacklevel=3,
-            )
-            return
+# Value types that `_check_assignments` looks at more closely (defined after
+# `BoundMethod`; read when a Module is constructed, never while this file runs).
+_SPECIAL_VALUE_TYPES: frozenset[type] = TRANSFORM_TYPES | {BoundMethod}
+_fast_check_globals["_special"] = _SPECIAL_VALUE_TYPES
 
 
 def is_abstract_module(cls: type) -> bool:
     """Whether `cls` (a Module subclass) cannot be instantiated yet."""
     if not (isinstance(cls, type) and issubclass(cls, Module)):
         raise TypeError(f"{cls!r} is not a subclass of ecliptic.Module.")
-    info: _ClassInfo = cls._ecliptic_info  # pyright: ignore[reportAttributeAccessIssue]
+    info: ClassInfo = cls._ecliptic_info  # pyright: ignore[reportAttributeAccessIssue]
     return bool(
         cls.__abstractmethods__
         or cls.__abstractvars__  # pyright: ignore[reportAttributeAccessIssue]

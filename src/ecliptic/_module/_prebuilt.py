@@ -1,45 +1,20 @@
-"""Modules that ecliptic itself builds on: bound methods, `Partial`, `Static`, and
-`module_update_wrapper`."""
+"""Modules that ecliptic itself builds on: `Partial`, `Static`, and
+`module_update_wrapper` (`BoundMethod` is in `_module.py`, next to the metaclass
+that makes one on every method read)."""
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import jax.tree_util as jtu
 
-from . import _module
 from ._field import field
 from ._flatten import WRAPPER_FIELD_NAMES
 from ._module import Module
 
 
 _T = TypeVar("_T")
-
-
-class BoundMethod(Module):
-    """A method bound to a Module instance, as a PyTree: the function is static and
-    the instance (`__self__`) is its child. Reading `module.method` returns one."""
-
-    __func__: types.FunctionType = field(static=True)
-    __self__: Module
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.__func__(self.__self__, *args, **kwargs)
-
-    @property
-    def __wrapped__(self) -> Any:
-        return self.__func__.__get__(self.__self__, type(self.__self__))
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("__name__", "__qualname__"):
-            return getattr(self.__func__, name)
-        raise AttributeError(name)
-
-
-_module._BoundMethod = BoundMethod
-_module._SPECIAL_VALUE_TYPES = _module._TRANSFORM_TYPES | {BoundMethod}
 
 
 class Partial(Module):
@@ -85,8 +60,8 @@ class Static(Module, Generic[_T]):
     _treedef: Any = field(static=True)
 
     def __init__(self, value: _T):
-        self._leaves, self._treedef = jtu.tree_flatten(value)
-        self._leaves = tuple(self._leaves)
+        leaves, self._treedef = jtu.tree_flatten(value)
+        self._leaves = tuple(leaves)
 
     @property
     def value(self) -> _T:

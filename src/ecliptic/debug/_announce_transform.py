@@ -14,6 +14,7 @@ import jax.tree_util as jtu
 from jaxtyping import PyTree
 
 from .._filters import is_array
+from .._wrap import api_boundary
 
 
 _announce_p = jax.extend.core.Primitive("ecliptic_announce_transform")
@@ -77,6 +78,7 @@ batching.primitive_batchers[_announce_p] = _batch
 mlir.register_lowering(_announce_p, mlir.lower_fun(_lowering, multiple_results=True))
 
 
+@api_boundary
 def announce_transform(
     x: PyTree,
     name: str | None = None,

@@ -4,10 +4,9 @@ from typing import Any
 
 import jax
 import jax.lax as lax
-import jax.numpy as jnp
 from jaxtyping import ArrayLike, Bool
 
-from .._errors import _unvmap_any_p
+from .._unvmap import unvmap_any
 
 
 def breakpoint_if(pred: Bool[ArrayLike, "..."], **kwargs: Any) -> Any:
@@ -22,5 +21,5 @@ def breakpoint_if(pred: Bool[ArrayLike, "..."], **kwargs: Any) -> Any:
     **Returns:** whatever `jax.debug.breakpoint` returns (`token`, or `None`).
     """
     token = kwargs.get("token", None)
-    fire = _unvmap_any_p.bind(jnp.asarray(pred))
+    fire = unvmap_any(pred)
     return lax.cond(fire, lambda: jax.debug.breakpoint(**kwargs), lambda: token)

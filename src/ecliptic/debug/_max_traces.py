@@ -13,6 +13,7 @@ import jax.tree_util as jtu
 
 from .._filters import is_array
 from .._module import field, Module, module_update_wrapper
+from .._wrap import api_boundary
 
 
 # Counters live outside the wrapper, keyed on a tag held as static data, so copies of
@@ -60,6 +61,7 @@ class _AssertMaxTraces(Module):
     def __wrapped__(self):
         return self.fn
 
+    @api_boundary
     def __call__(self, *args, **kwargs):
         count = _num_traces[self.tag] = _num_traces[self.tag] + 1
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools as ft
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,11 +12,11 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
-from .._checks import check_shape, describe
+from .._checks import check_shape, describe, warn_deprecated
 from .._module import field, Module
 from ._dropout import Dropout
 from ._linear import Linear
-from ._normalisation import compute_dtype, default_floating_dtype
+from ._misc import compute_dtype, param_dtype
 
 
 _HINT = (
@@ -148,7 +147,7 @@ class MultiheadAttention(Module):
             mode).
         - `key`: PRNG key for the initialisation.
         """
-        dtype = default_floating_dtype() if dtype is None else dtype
+        dtype = param_dtype(dtype)
         qkey, kkey, vkey, okey = jr.split(key, 4)
         key_size = query_size if key_size is None else key_size
         value_size = query_size if value_size is None else value_size
@@ -238,10 +237,10 @@ class MultiheadAttention(Module):
         **Returns:** shape `(q_seq, output_size)`.
         """
         if deterministic is not None:
-            warnings.warn(
-                "MultiheadAttention()(deterministic=...) is deprecated in favour of "
-                "MultiheadAttention()(inference=...).",
-                stacklevel=2,
+            warn_deprecated(  # a `UserWarning`, as in Equinox
+                "ecliptic.nn.MultiheadAttention()(deterministic=...)",
+                "`MultiheadAttention()(inference=...)`",
+                category=UserWarning,
             )
             inference = deterministic
         self._check(query, key_, value, mask)

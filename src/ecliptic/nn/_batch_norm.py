@@ -11,15 +11,10 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from .._checks import check_shape, describe
+from .._checks import check_shape, describe, UnboundAxisNameError
 from .._module import field
-from ._normalisation import compute_dtype, default_floating_dtype
+from ._misc import compute_dtype, param_dtype
 from ._stateful import State, StatefulLayer, StateIndex
-
-
-class UnboundAxisNameError(NameError, ValueError):
-    """Raised when `BatchNorm` runs outside a `vmap`/`pmap` with its `axis_name`.
-    A `NameError` (as in Equinox and JAX) and a `ValueError`."""
 
 
 def _axis_names(axis_name: Any) -> tuple[Hashable, ...]:
@@ -94,7 +89,7 @@ class BatchNorm(StatefulLayer):
                 f"ecliptic.nn.BatchNorm(input_size={input_size}) expected mode 'batch' "
                 f"or 'ema', but got mode={mode!r}. Pass mode='batch'."
             )
-        dtype = default_floating_dtype() if dtype is None else dtype
+        dtype = param_dtype(dtype)
         self.mode = mode
         if channelwise_affine:
             self.weight = jnp.ones((input_size,), dtype=dtype)

@@ -14,29 +14,12 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe, dtype_error
 from .._module import field, Module
-from ._linear import default_floating_dtype, default_init
+from ._misc import check_windows_fit, default_init, ntuple, owner_name, param_dtype
 
 
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
 _PAD_STRINGS = ("SAME", "SAME_LOWER", "VALID")
 _NUMPY_MODES = {"REFLECT": "reflect", "REPLICATE": "edge", "CIRCULAR": "wrap"}
-
-
-def _ntuple(owner: str, name: str, value: Any, n: int) -> tuple[int, ...]:
-    """`3 -> (3, 3)`; a sequence must have `n` entries."""
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != n:
-            raise ValueError(
-                f"{owner}: `{name}` must be an int or a sequence of {n} ints (one "
-                f"per spatial axis), but got {value!r} of length {len(value)}."
-            )
-        return tuple(int(v) for v in value)
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return (int(value),) * n
-    raise TypeError(
-        f"{owner}: `{name}` must be an int or a sequence of {n} ints, but got "
-        f"{value!r} of type {type(value).__name__}."
-    )
 
 
 def _parse_padding(
@@ -80,26 +63,36 @@ def _parse_padding_mode(owner: str, mode: str, allowed: tuple[str, ...]) -> str:
     return mode.upper()
 
 
-def _check_groups(owner: str, in_channels: int, out_channels: int, groups: int):
-    if groups < 1 or in_channels % groups or out_channels % groups:
+def _init_params(layer: Any, owner: str, use_bias: bool, dtype: Any, key: Any) -> None:
+    """Checks `groups`, then draws the weight `(out, in // groups, *kernel)` and the
+    bias `(out, 1, ..., 1)`, both `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with
+    `fan_in = in // groups * prod(kernel)`."""
+    c_in, c_out, groups = layer.in_channels, layer.out_channels, layer.groups
+    if groups < 1 or c_in % groups or c_out % groups:
         raise ValueError(
-            f"{owner}: `in_channels` ({in_channels}) and `out_channels` "
-            f"({out_channels}) must both be divisible by `groups` ({groups}). Choose "
-            "a `groups` that divides both, e.g. groups=1."
+            f"{owner}: `in_channels` ({c_in}) and `out_channels` ({c_out}) must both "
+            f"be divisible by `groups` ({groups}). Choose a `groups` that divides "
+            "both, e.g. groups=1."
         )
-
-
-def _init_params(self, in_channels, out_channels, kernel_size, use_bias, dtype, key):
-    """Weight `(out, in // groups, *kernel)` and bias `(out, 1, ..., 1)`, both
-    `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with `fan_in = in // groups * prod(k)`."""
-    dtype = default_floating_dtype() if dtype is None else dtype
+    dtype = param_dtype(dtype)
     wkey, bkey = jax.random.split(key, 2)
-    fan_in = (in_channels // self.groups) * math.prod(kernel_size)
+    kernel_size = layer.kernel_size
+    fan_in = (c_in // groups) * math.prod(kernel_size)
     lim = 1 / math.sqrt(fan_in) if fan_in else 1.0
-    wshape = (out_channels, in_channels // self.groups) + kernel_size
-    self.weight = default_init(wkey, wshape, dtype, lim)
-    bshape = (out_channels,) + (1,) * len(kernel_size)
-    self.bias = default_init(bkey, bshape, dtype, lim) if use_bias else None
+    wshape = (c_out, c_in // groups) + kernel_size
+    layer.weight = default_init(wkey, wshape, dtype, lim)
+    bshape = (c_out,) + (1,) * len(kernel_size)
+    layer.bias = default_init(bkey, bshape, dtype, lim) if use_bias else None
+
+
+def _subject(layer: Any) -> str:
+    """The layer as error messages name it, with its channels and kernel size."""
+    return describe(
+        layer,
+        in_channels=layer.in_channels,
+        out_channels=layer.out_channels,
+        kernel_size=layer.kernel_size,
+    )
 
 
 def _check_input(layer: Any, x: Array) -> None:
@@ -125,23 +118,26 @@ def _check_input(layer: Any, x: Array) -> None:
         raise dtype_error(layer._subject(), layer.weight.dtype, x.dtype)
 
 
+def _extents(layer: Any) -> tuple[int, ...]:
+    """The dilated kernel size on each spatial axis: `d * (k - 1) + 1`."""
+    kernel, dilation = layer.kernel_size, layer.dilation
+    return tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+
+
 def _check_spatial(layer: Any, shape: tuple[int, ...], padding: Any) -> None:
     """Each padded spatial axis must hold the dilated kernel at least once."""
     if padding == "VALID":
         padding = ((0, 0),) * layer.num_spatial_dims
     elif isinstance(padding, str):
         return  # SAME / SAME_LOWER: the output has ceil(size / stride) entries
-    for i, (size, (lo, hi), k, d) in enumerate(
-        zip(shape[1:], padding, layer.kernel_size, layer.dilation, strict=True)
-    ):
-        extent = d * (k - 1) + 1
-        if size + lo + hi < extent:
-            raise ValueError(
-                f"{layer._subject()} got `x` of shape {tuple(shape)}: spatial axis "
-                f"{i + 1} has size {size}, padded to {size + lo + hi}, which is "
-                f"smaller than the (dilated) kernel size {extent}. Use a larger "
-                "input, more padding, or padding='SAME'."
-            )
+    check_windows_fit(
+        layer._subject,
+        shape,
+        padding,
+        _extents(layer),
+        "(dilated) kernel size",
+        "Use a larger input, more padding, or padding='SAME'.",
+    )
 
 
 class Conv(Module):
@@ -207,37 +203,28 @@ class Conv(Module):
         The weight has shape `(out_channels, in_channels // groups, *kernel_size)`
         and the bias `(out_channels, 1, ..., 1)`.
         """
-        owner = f"ecliptic.nn.{type(self).__name__}"
-        kernel_size = _ntuple(owner, "kernel_size", kernel_size, num_spatial_dims)
+        owner = owner_name(self)
+        kernel_size = ntuple(owner, "kernel_size", kernel_size, num_spatial_dims)
         self.num_spatial_dims = num_spatial_dims
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
-        self.stride = _ntuple(owner, "stride", stride, num_spatial_dims)
+        self.stride = ntuple(owner, "stride", stride, num_spatial_dims)
         self.padding = _parse_padding(owner, padding, num_spatial_dims)
-        self.dilation = _ntuple(owner, "dilation", dilation, num_spatial_dims)
+        self.dilation = ntuple(owner, "dilation", dilation, num_spatial_dims)
         self.groups = groups
         self.use_bias = use_bias
         allowed = ("ZEROS", "REFLECT", "REPLICATE", "CIRCULAR")
         self.padding_mode = _parse_padding_mode(owner, padding_mode, allowed)
-        _check_groups(owner, in_channels, out_channels, groups)
-        _init_params(self, in_channels, out_channels, kernel_size, use_bias, dtype, key)
+        _init_params(self, owner, use_bias, dtype, key)
 
     def _subject(self) -> str:
-        return describe(
-            self,
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            kernel_size=self.kernel_size,
-        )
+        return _subject(self)
 
     def _pads(self, spatial: tuple[int, ...]) -> list[tuple[int, int]]:
         if isinstance(self.padding, str):
-            extent = tuple(
-                d * (k - 1) + 1
-                for k, d in zip(self.kernel_size, self.dilation, strict=True)
-            )
-            return lax.padtype_to_pads(spatial, extent, self.stride, self.padding)
+            extents = _extents(self)
+            return lax.padtype_to_pads(spatial, extents, self.stride, self.padding)
         return list(self.padding)
 
     @jax.named_scope("ecliptic.nn.Conv")
@@ -335,11 +322,11 @@ class ConvTranspose(Module):
         The weight has shape `(out_channels, in_channels // groups, *kernel_size)`
         and the bias `(out_channels, 1, ..., 1)`.
         """
-        owner = f"ecliptic.nn.{type(self).__name__}"
+        owner = owner_name(self)
         n = num_spatial_dims
-        kernel_size = _ntuple(owner, "kernel_size", kernel_size, n)
-        stride = _ntuple(owner, "stride", stride, n)
-        output_padding = _ntuple(owner, "output_padding", output_padding, n)
+        kernel_size = ntuple(owner, "kernel_size", kernel_size, n)
+        stride = ntuple(owner, "stride", stride, n)
+        output_padding = ntuple(owner, "output_padding", output_padding, n)
         if any(o >= s for o, s in zip(output_padding, stride, strict=True)):
             raise ValueError(
                 f"{owner}: `output_padding` must be smaller than `stride` on every "
@@ -362,20 +349,14 @@ class ConvTranspose(Module):
         self.stride = stride
         self.padding = padding
         self.output_padding = output_padding
-        self.dilation = _ntuple(owner, "dilation", dilation, n)
+        self.dilation = ntuple(owner, "dilation", dilation, n)
         self.groups = groups
         self.use_bias = use_bias
         self.padding_mode = mode
-        _check_groups(owner, in_channels, out_channels, groups)
-        _init_params(self, in_channels, out_channels, kernel_size, use_bias, dtype, key)
+        _init_params(self, owner, use_bias, dtype, key)
 
     def _subject(self) -> str:
-        return describe(
-            self,
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            kernel_size=self.kernel_size,
-        )
+        return _subject(self)
 
     def _transposed_padding(self) -> list[tuple[int, int]]:
         """Padding of the stride-1 convolution of the dilated input (Dumoulin &

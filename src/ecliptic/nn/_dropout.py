@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from .._checks import warn_deprecated
 from .._module import Module
 
 
-_DEPRECATED = "`deterministic` is deprecated: use `inference` instead (same meaning)."
+def _warn_deterministic() -> None:
+    # Equinox warns with a `UserWarning` here; the same category keeps filters working.
+    warn_deprecated(
+        "ecliptic.nn.Dropout: `deterministic`",
+        "`inference`",
+        stacklevel=3,
+        category=UserWarning,
+        detail="It has the same meaning.",
+    )
 
 
 class Dropout(Module):
@@ -43,7 +50,7 @@ class Dropout(Module):
         - `deterministic`: deprecated alias of `inference`.
         """
         if deterministic is not None:
-            warnings.warn(f"ecliptic.nn.Dropout: {_DEPRECATED}", stacklevel=2)
+            _warn_deterministic()
             inference = deterministic
         if isinstance(p, (int, float)) and not 0 <= p <= 1:
             raise ValueError(
@@ -78,7 +85,7 @@ class Dropout(Module):
         **Returns:** an array of the shape and dtype of `x`.
         """
         if deterministic is not None:
-            warnings.warn(f"ecliptic.nn.Dropout: {_DEPRECATED}", stacklevel=2)
+            _warn_deterministic()
             inference = deterministic
         if inference is None:
             inference = self.inference

@@ -1,6 +1,5 @@
 """`Embedding` (a lookup table) and `RotaryPositionalEmbedding` (RoPE)."""
 
-import functools as ft
 from typing import Any
 
 import jax
@@ -9,10 +8,10 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from .._caches import register_cache_clear
+from .._caches import BoundedCache
 from .._checks import check_shape, describe, format_shape
 from .._module import field, Module
-from ._linear import default_floating_dtype
+from ._misc import default_floating_dtype, param_dtype
 
 
 class Embedding(Module):
@@ -63,7 +62,7 @@ class Embedding(Module):
                         f"ecliptic.nn.Embedding: `{name}` must not be negative, but "
                         f"got {name}={n}."
                     )
-            dtype = default_floating_dtype() if dtype is None else dtype
+            dtype = param_dtype(dtype)
             self.weight = jr.normal(key, (num_embeddings, embedding_size), dtype)
         else:
             shape = tuple(jnp.shape(weight))
@@ -116,25 +115,33 @@ class Embedding(Module):
         )
 
 
-@ft.lru_cache(maxsize=64)
+# Bound on the RoPE table cache, one entry per (embedding_size, table length, theta,
+# dtype, 64-bit mode). Lengths are rounded up to powers of two, so a model needs only a
+# few entries. A miss when the bound is hit recomputes one table: a handful of numpy
+# ops at trace time, no recompilation.
+_ROPE_TABLES_MAXSIZE = 64
+_ROPE_TABLES: BoundedCache = BoundedCache(_ROPE_TABLES_MAXSIZE)
+
+
 def _rope_tables(
     embedding_size: int, length: int, theta: float, dtype: Any, x64: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cosine and sine tables, `(length, embedding_size)` each (the half-size
     table repeated twice along the last axis, ready for `rotate_half`), as numpy.
 
-    Keyed on everything that changes the values: size, length, `theta`, dtype
-    and 64-bit mode. (Equinox's cache forgets `theta`.)
+    Cached on everything that changes the values: size, length, `theta`, dtype
+    and 64-bit mode (which changes jnp's default precision). (Equinox's cache
+    forgets `theta`.)
     """
-    del x64  # only part of the key: it changes jnp's default precision
-    with jax.ensure_compile_time_eval():
-        angles = _angles(embedding_size, jnp.arange(float(length)), theta)
-        cos = np.tile(np.asarray(jnp.cos(angles).astype(dtype)), (1, 2))
-        sin = np.tile(np.asarray(jnp.sin(angles).astype(dtype)), (1, 2))
-    return cos, sin
-
-
-register_cache_clear(_rope_tables.cache_clear)
+    key = (embedding_size, length, theta, dtype, x64)
+    tables = _ROPE_TABLES.get(key)
+    if tables is None:
+        with jax.ensure_compile_time_eval():
+            angles = _angles(embedding_size, jnp.arange(float(length)), theta)
+            cos = np.tile(np.asarray(jnp.cos(angles).astype(dtype)), (1, 2))
+            sin = np.tile(np.asarray(jnp.sin(angles).astype(dtype)), (1, 2))
+        tables = _ROPE_TABLES[key] = (cos, sin)
+    return tables
 
 
 def _angles(embedding_size: int, positions: Array, theta: float) -> Array:

@@ -6,14 +6,10 @@ from typing import Any
 
 import jax.tree_util as jtu
 
+from ._misc import children
+
 
 PyTree = Any
-
-
-def _children(node: Any) -> tuple[list[tuple[Any, Any]], Any]:
-    """One level of `node`: its `(key, child)` pairs and the treedef to rebuild it."""
-    pairs, treedef = jtu.tree_flatten_with_path(node, is_leaf=lambda y: y is not node)
-    return [(path[0] if path else None, child) for path, child in pairs], treedef
 
 
 def _is_leaf_node(node: Any, pairs: list[tuple[Any, Any]]) -> bool:
@@ -21,7 +17,7 @@ def _is_leaf_node(node: Any, pairs: list[tuple[Any, Any]]) -> bool:
 
 
 def _set_inference(node: Any, value: bool) -> Any:
-    pairs, treedef = _children(node)
+    pairs, treedef = children(node)
     if _is_leaf_node(node, pairs):
         return node
     has_flag = hasattr(node, "inference")
@@ -31,31 +27,6 @@ def _set_inference(node: Any, value: bool) -> Any:
             new.append(value)
         else:
             new.append(_set_inference(child, value))
-    return jtu.tree_unflatten(treedef, new)
-
-
-def with_attr(node: Any, name: str, value: Any) -> Any:
-    """A copy of the pytree node `node` whose child attribute `name` is `value`.
-
-    Private helper for wrappers (`SpectralNorm`, `WeightNorm`) that substitute a
-    parameter of the layer they wrap. Raises `ValueError` if `name` is not a child
-    of `node` (e.g. a static field).
-    """
-    pairs, treedef = _children(node)
-    new, found = [], False
-    for key, child in pairs:
-        if isinstance(key, jtu.GetAttrKey) and key.name == name:
-            new.append(value)
-            found = True
-        else:
-            new.append(child)
-    if not found:
-        raise ValueError(
-            f"{type(node).__name__} expected `{name}` to be an array field (a pytree "
-            f"child), but it is not among its children "
-            f"{[k.name for k, _ in pairs if isinstance(k, jtu.GetAttrKey)]}. Pass the "
-            "name of an array field, e.g. `weight_name='weight'`."
-        )
     return jtu.tree_unflatten(treedef, new)
 
 

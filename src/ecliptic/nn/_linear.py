@@ -1,4 +1,4 @@
-"""`Linear` and `Identity`, plus the default dtype and initialiser shared by layers."""
+"""`Linear` and `Identity`."""
 
 from __future__ import annotations
 
@@ -13,57 +13,10 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe, dtype_error
 from .._module import field, Module
+from ._misc import check_features, default_init, param_dtype
 
 
 _T = TypeVar("_T")
-
-
-def default_floating_dtype() -> Any:
-    """`float64` when JAX runs in 64-bit mode, else `float32`."""
-    return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
-
-
-def default_init(
-    key: PRNGKeyArray, shape: tuple[int, ...], dtype: Any, lim: float
-) -> Array:
-    """Draws `U(-lim, lim)` of `shape` and `dtype` (PyTorch's default for layers).
-
-    Complex dtypes draw the real and imaginary parts independently, from the two
-    halves of `key`. The draws are the same as Equinox's for the same key.
-
-    **Arguments:**
-
-    - `key`: a PRNG key.
-    - `shape`: the shape to draw.
-    - `dtype`: a floating or complex dtype.
-    - `lim`: the half-width of the interval.
-
-    **Returns:** an array of `shape` and `dtype`.
-    """
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-        real = jnp.finfo(dtype).dtype
-        rkey, ikey = jr.split(key, 2)
-        re = jr.uniform(rkey, shape, real, minval=-lim, maxval=lim)
-        im = jr.uniform(ikey, shape, real, minval=-lim, maxval=lim)
-        return re.astype(dtype) + 1j * im.astype(dtype)
-    return jr.uniform(key, shape, dtype, minval=-lim, maxval=lim)
-
-
-def _check_features(owner: str, name: str, value: Any) -> int:
-    """Validates an `int | "scalar"` size and returns the stored size."""
-    if value == "scalar" and isinstance(value, str):
-        return 1
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{owner}: `{name}` must be a non-negative int or the string 'scalar', "
-            f"but got {value!r} of type {type(value).__name__}."
-        )
-    if value < 0:
-        raise ValueError(
-            f"{owner}: `{name}` must be a non-negative int or 'scalar', but got "
-            f"{value}. Pass the size of the vector, e.g. `{name}=16`."
-        )
-    return value
 
 
 class Linear(Module):
@@ -99,9 +52,9 @@ class Linear(Module):
         `(out_features,)` (a `"scalar"` size is stored as 1). Both are drawn from
         `U(-1/sqrt(in_features), 1/sqrt(in_features))`.
         """
-        n_in = _check_features("ecliptic.nn.Linear", "in_features", in_features)
-        n_out = _check_features("ecliptic.nn.Linear", "out_features", out_features)
-        dtype = default_floating_dtype() if dtype is None else dtype
+        n_in = check_features("ecliptic.nn.Linear", "in_features", in_features)
+        n_out = check_features("ecliptic.nn.Linear", "out_features", out_features)
+        dtype = param_dtype(dtype)
         wkey, bkey = jr.split(key, 2)
         lim = 1.0 if n_in == 0 else 1 / math.sqrt(n_in)
         self.weight = default_init(wkey, (n_out, n_in), dtype, lim)

@@ -17,7 +17,8 @@ from .._checks import check_shape, describe
 from .._filters import is_array
 from .._module import field, Module
 from .._vmap_pmap import filter_vmap
-from ._linear import _check_features, default_floating_dtype, Linear
+from ._linear import Linear
+from ._misc import check_features, param_dtype
 
 
 def _identity(x: Any) -> Any:
@@ -98,15 +99,15 @@ class MLP(Module):
             `jax.lax.scan`, which compiles faster for deep networks. (Keyword only.)
         - `key`: a `jax.random.PRNGKey` for the initialisation. (Keyword only.)
         """
-        _check_features("ecliptic.nn.MLP", "in_size", in_size)
-        _check_features("ecliptic.nn.MLP", "out_size", out_size)
+        check_features("ecliptic.nn.MLP", "in_size", in_size)
+        check_features("ecliptic.nn.MLP", "out_size", out_size)
         for name, n in (("width_size", width_size), ("depth", depth)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise ValueError(
                     f"ecliptic.nn.MLP: `{name}` must be a non-negative int, but got "
                     f"{name}={n!r}."
                 )
-        dtype = default_floating_dtype() if dtype is None else dtype
+        dtype = param_dtype(dtype)
         keys = jr.split(key, depth + 1)
         if depth == 0:
             layers = [Linear(in_size, out_size, use_final_bias, dtype, key=keys[0])]

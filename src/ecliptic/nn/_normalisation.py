@@ -3,7 +3,6 @@ and the output is cast back to the input's dtype."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,16 +11,10 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from .._checks import check_shape, describe
+from .._checks import check_shape, describe, warn_deprecated
 from .._module import field, Module
-from ._linear import default_floating_dtype
+from ._misc import compute_dtype, param_dtype
 from ._stateful import missing_state, State
-
-
-def compute_dtype(dtype: Any) -> Any:
-    """The dtype to compute statistics in: `dtype` promoted to at least float32."""
-    with jax.numpy_dtype_promotion("standard"):
-        return jnp.result_type(dtype, jnp.float32)
 
 
 def _as_shape(shape: int | Sequence[int]) -> tuple[int, ...]:
@@ -77,10 +70,10 @@ class LayerNorm(Module):
         """
         shape = _as_shape(shape)
         if elementwise_affine is not None:
-            warnings.warn(
-                "LayerNorm(elementwise_affine=...) is deprecated in favour of "
-                "LayerNorm(use_weight=..., use_bias=...).",
-                stacklevel=2,
+            warn_deprecated(  # a `UserWarning`, as in Equinox
+                "ecliptic.nn.LayerNorm(elementwise_affine=...)",
+                "`LayerNorm(use_weight=..., use_bias=...)`",
+                category=UserWarning,
             )
             use_weight = use_bias = elementwise_affine
         self.shape = shape
@@ -150,7 +143,7 @@ class RMSNorm(Module):
         - `dtype`: dtype of `weight` and `bias`; defaults to float32 (float64 in
             64-bit mode).
         """
-        dtype = default_floating_dtype() if dtype is None else dtype
+        dtype = param_dtype(dtype)
         shape = _as_shape(shape)
         self.shape = shape
         self.eps = eps

@@ -14,7 +14,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
 from .._module import field, Module
-from ._conv import _ntuple
+from ._misc import check_windows_fit, ntuple, owner_name
 
 
 def _pool_padding(owner: str, padding: Any, n: int) -> tuple[tuple[int, int], ...]:
@@ -74,12 +74,12 @@ class Pool(Module):
         For `Pool` to be differentiable, `operation(init, x) == x` must hold for
         finite `x`.
         """
-        owner = f"ecliptic.nn.{type(self).__name__}"
+        owner = owner_name(self)
         self.init = init
         self.operation = operation
         self.num_spatial_dims = num_spatial_dims
-        self.kernel_size = _ntuple(owner, "kernel_size", kernel_size, num_spatial_dims)
-        self.stride = _ntuple(owner, "stride", stride, num_spatial_dims)
+        self.kernel_size = ntuple(owner, "kernel_size", kernel_size, num_spatial_dims)
+        self.stride = ntuple(owner, "stride", stride, num_spatial_dims)
         self.padding = _pool_padding(owner, padding, num_spatial_dims)
         self.use_ceil = use_ceil
         self._check_padding(self.padding, "`padding`")
@@ -104,18 +104,6 @@ class Pool(Module):
             pads.append((lo, hi) if (n + lo + hi - k) % s == 0 else (lo, hi + s))
         return tuple(pads)
 
-    def _check_sizes(self, x: Array, padding: tuple[tuple[int, int], ...]) -> None:
-        for i, (size, (lo, hi), k) in enumerate(
-            zip(x.shape[1:], padding, self.kernel_size, strict=True)
-        ):
-            if size + lo + hi < k:
-                raise ValueError(
-                    f"{self._subject()} got `x` of shape {tuple(x.shape)}: spatial "
-                    f"axis {i + 1} has size {size}, padded to {size + lo + hi}, which "
-                    f"is smaller than the kernel size {k}. Use a larger input or more "
-                    "padding."
-                )
-
     @jax.named_scope("ecliptic.nn.Pool")
     def __call__(self, x: Array, *, key: PRNGKeyArray | None = None) -> Array:
         """**Arguments:**
@@ -132,7 +120,14 @@ class Pool(Module):
         if self.use_ceil:
             padding = self._ceil_padding(x.shape[1:])
             self._check_padding(padding, "with use_ceil=True, the padding")
-        self._check_sizes(x, padding)
+        check_windows_fit(
+            self._subject,
+            x.shape,
+            padding,
+            self.kernel_size,
+            "kernel size",
+            "Use a larger input or more padding.",
+        )
         return lax.reduce_window(
             x,
             self.init,
@@ -381,8 +376,8 @@ class AdaptivePool(Module):
         - `num_spatial_dims`: the number of spatial axes.
         - `operation`: reduces a 1-d window to a scalar, e.g. `jnp.mean`.
         """
-        owner = f"ecliptic.nn.{type(self).__name__}"
-        self.target_shape = _ntuple(
+        owner = owner_name(self)
+        self.target_shape = ntuple(
             owner, "target_shape", target_shape, num_spatial_dims
         )
         if any(t < 1 for t in self.target_shape):

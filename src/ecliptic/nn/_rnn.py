@@ -14,19 +14,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
 from .._module import field, Module
-from ._normalisation import default_floating_dtype
-
-
-def uniform_init(key: PRNGKeyArray, shape: tuple[int, ...], dtype: Any, lim: float):
-    """`U(-lim, lim)` draws of `shape`; complex dtypes draw the real part, then the
-    imaginary part, from two halves of `key`."""
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-        real_dtype = jnp.finfo(dtype).dtype
-        rkey, ikey = jr.split(key, 2)
-        real = jr.uniform(rkey, shape, real_dtype, minval=-lim, maxval=lim)
-        imag = jr.uniform(ikey, shape, real_dtype, minval=-lim, maxval=lim)
-        return real.astype(dtype) + 1j * imag.astype(dtype)
-    return jr.uniform(key, shape, dtype, minval=-lim, maxval=lim)
+from ._misc import default_init, param_dtype
 
 
 _SCAN_HINT = (
@@ -69,15 +57,15 @@ class GRUCell(Module):
             mode).
         - `key`: PRNG key for the initialisation.
         """
-        dtype = default_floating_dtype() if dtype is None else dtype
+        dtype = param_dtype(dtype)
         ihkey, hhkey, bkey, bkey2 = jr.split(key, 4)
         lim = math.sqrt(1 / hidden_size)
         h3 = 3 * hidden_size
-        self.weight_ih = uniform_init(ihkey, (h3, input_size), dtype, lim)
-        self.weight_hh = uniform_init(hhkey, (h3, hidden_size), dtype, lim)
+        self.weight_ih = default_init(ihkey, (h3, input_size), dtype, lim)
+        self.weight_hh = default_init(hhkey, (h3, hidden_size), dtype, lim)
         if use_bias:
-            self.bias = uniform_init(bkey, (h3,), dtype, lim)
-            self.bias_n = uniform_init(bkey2, (hidden_size,), dtype, lim)
+            self.bias = default_init(bkey, (h3,), dtype, lim)
+            self.bias_n = default_init(bkey2, (hidden_size,), dtype, lim)
         else:
             self.bias = None
             self.bias_n = None
@@ -150,13 +138,13 @@ class LSTMCell(Module):
             mode).
         - `key`: PRNG key for the initialisation.
         """
-        dtype = default_floating_dtype() if dtype is None else dtype
+        dtype = param_dtype(dtype)
         ihkey, hhkey, bkey = jr.split(key, 3)
         lim = math.sqrt(1 / hidden_size)
         h4 = 4 * hidden_size
-        self.weight_ih = uniform_init(ihkey, (h4, input_size), dtype, lim)
-        self.weight_hh = uniform_init(hhkey, (h4, hidden_size), dtype, lim)
-        self.bias = uniform_init(bkey, (h4,), dtype, lim) if use_bias else None
+        self.weight_ih = default_init(ihkey, (h4, input_size), dtype, lim)
+        self.weight_hh = default_init(hhkey, (h4, hidden_size), dtype, lim)
+        self.bias = default_init(bkey, (h4,), dtype, lim) if use_bias else None
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.use_bias = use_bias

@@ -7,6 +7,7 @@ from typing import Any
 
 import jax.tree_util as jtu
 
+from .._messages import describe_tree
 from .._module import Module
 from .._tree import tree_at
 
@@ -29,15 +30,6 @@ def _struct(x: PyTree) -> tuple[Any, list[Any]]:
         else leaf
         for leaf in leaves
     ]
-
-
-def _describe(x: PyTree) -> str:
-    treedef, leaves = _struct(x)
-    shown = [
-        f"{leaf[1].name}{list(leaf[0])}" if isinstance(leaf, tuple) else repr(leaf)
-        for leaf in leaves
-    ]
-    return f"{treedef} with leaves [{', '.join(shown)}]"
 
 
 def _struct_equal(a: PyTree, b: PyTree) -> bool:
@@ -88,8 +80,8 @@ class Shared(Module):
             raise ValueError(
                 "ecliptic.nn.Shared expected `get(pytree)` and `where(pytree)` to have "
                 "the same pytree structure, shapes and dtypes, but got "
-                f"get(pytree) = {_describe(source)} and where(pytree) = "
-                f"{_describe(dest)}. Make `get` "
+                f"get(pytree) = {describe_tree(source)} and where(pytree) = "
+                f"{describe_tree(dest)}. Make `get` "
                 "return a value shaped like the node it replaces (transpose or "
                 "reshape it inside `get` if needed)."
             )

@@ -3,7 +3,7 @@ value, kept up to date by power iterations stored in the `State`."""
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import jax
 import jax.lax as lax
@@ -12,7 +12,7 @@ import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
 from .._module import field
-from ._inference import with_attr
+from ._misc import matrix_weight, with_attr
 from ._stateful import State, StatefulLayer, StateIndex
 
 
@@ -30,23 +30,6 @@ def _power_iteration(
     u = _normalise(weight @ v, eps)
     v = _normalise(weight.T @ u, eps)
     return u, v
-
-
-def matrix_weight(layer: Any, weight_name: str, subject: str, min_ndim: int) -> Array:
-    """`getattr(layer, weight_name)`, checked to be an array of rank >= `min_ndim`."""
-    weight = getattr(layer, weight_name, None)
-    if not hasattr(weight, "ndim") or weight.ndim < min_ndim:  # pyright: ignore
-        got = (
-            f"shape {tuple(weight.shape)}"  # pyright: ignore
-            if hasattr(weight, "shape")
-            else f"an object of type {type(weight).__name__}"
-        )
-        raise ValueError(
-            f"{subject} expected `layer.{weight_name}` to be an array with at least "
-            f"{min_ndim} axes, but got {got}. Pass the name of the layer's weight "
-            "matrix, e.g. `weight_name='weight'`."
-        )
-    return weight  # pyright: ignore
 
 
 class SpectralNorm(StatefulLayer, Generic[_Layer]):

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
+from .._messages import describe_tree, missing_state_index_message
 from .._module import field, Module
 from .._tree import same_shapes
 
@@ -76,12 +77,6 @@ class StateIndex(Module, Generic[_Value]):
 
 def _is_index(x: Any) -> bool:
     return isinstance(x, StateIndex)
-
-
-def _describe_struct(value: PyTree) -> str:
-    leaves, treedef = jtu.tree_flatten(value)
-    shapes = ", ".join(f"{jnp.dtype(x.dtype).name}{list(x.shape)}" for x in leaves)
-    return f"structure {treedef} with leaves [{shapes}]"
 
 
 _OLD_STATE_MESSAGE = (
@@ -157,7 +152,9 @@ class State:
         try:
             return state[item.marker]
         except KeyError:
-            raise ValueError(_missing_index_message(item, state)) from None
+            raise ValueError(
+                missing_state_index_message(item.marker, len(state))
+            ) from None
 
     def set(self, item: StateIndex[_Value], value: _Value) -> State:
         """Returns a new `State` with `value` stored for `item`. **The old `State`
@@ -176,13 +173,16 @@ class State:
         try:
             old = state[item.marker]
         except KeyError:
-            raise ValueError(_missing_index_message(item, state)) from None
+            raise ValueError(
+                missing_state_index_message(item.marker, len(state))
+            ) from None
         value = jtu.tree_map(jnp.asarray, value)
         if not same_shapes(old, value):
             raise ValueError(
                 "ecliptic.nn.State.set expected a new value with the same pytree "
                 "structure, shapes and dtypes as the old value "
-                f"({_describe_struct(old)}), but got {_describe_struct(value)}. "
+                f"(structure {describe_tree(old)}), but got structure "
+                f"{describe_tree(value)}. "
                 "Cast or reshape the new value to match, e.g. "
                 "`value.astype(old.dtype)`."
             )
@@ -206,7 +206,9 @@ class State:
         for leaf in jtu.tree_leaves(pytree, is_leaf=_is_index):
             if _is_index(leaf):
                 if leaf.marker not in state:
-                    raise ValueError(_missing_index_message(leaf, state))
+                    raise ValueError(
+                        missing_state_index_message(leaf.marker, len(state))
+                    )
                 out[leaf.marker] = state[leaf.marker]
         return State._from_dict(out)
 
@@ -266,15 +268,6 @@ class State:
             end=wl.TextDoc(")"),
             indent=kwargs.get("indent", 2),
         )
-
-
-def _missing_index_message(item: StateIndex, state: dict[Any, Any]) -> str:
-    return (
-        f"ecliptic.nn.State expected one of its {len(state)} StateIndex keys, but got "
-        f"a StateIndex with marker {item.marker!r} that it does not hold. The State "
-        "must come from the same model instance: build both with "
-        "`model, state = ecliptic.nn.make_with_state(Model)(...)`."
-    )
 
 
 def _flatten_state(state: State) -> tuple[tuple[Any, ...], tuple[Any, ...]]:

@@ -9,8 +9,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from .._module import field, Module
-from ._inference import with_attr
-from ._spectral_norm import matrix_weight
+from ._misc import matrix_weight, with_attr
 
 
 _Layer = TypeVar("_Layer")

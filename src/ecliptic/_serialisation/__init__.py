@@ -2,8 +2,12 @@
 
 The format: one raw `.npy` record per saved leaf, in depth-first key-path order, with
 no names or tree structure (the structure comes from `like` at load time). ecliptic
-adds one trailing `.npy` record with a checksum (ignored by Equinox, see
-`_checkpoint.py`), saves atomically, and validates every record before returning.
+adds one trailing `.npy` record with a checksum (ignored by Equinox), saves
+atomically, and validates every record before returning.
+
+This file holds the public functions: the default filter specs, walking a
+`filter_spec` and the tree together, and the hyperparameter recipe. The file format
+itself, record by record, is in `_records.py`.
 """
 
 from __future__ import annotations
@@ -19,23 +23,22 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import PyTree
 
-from ._checkpoint import (
+from .._checks import CheckpointError
+from .._eval_shape import filter_eval_shape
+from .._filters import is_array, is_array_like
+from .._messages import describe_array, record_mismatch_error
+from .._prefix import match_prefix
+from ._records import (
     atomic_open,
-    check_end,
-    CheckpointError,
-    HashingReader,
-    HashingWriter,
     is_path,
-    is_trailer,
-    is_trailer_header,
-    read_record_data,
-    read_record_header,
+    next_record,
+    Record,
+    RecordReader,
+    RecordWriter,
     with_suffix,
     write_record,
     write_trailer,
 )
-from ._eval_shape import filter_eval_shape
-from ._filters import is_array, is_array_like
 
 
 __all__ = [
@@ -55,10 +58,6 @@ _SCALAR_KINDS = ((bool, "b"), (int, "iu"), (float, "f"), (complex, "c"))
 
 def _keystr(path: tuple) -> str:
     return jtu.keystr(path) if path else "(the root)"
-
-
-def _describe(shape: Any, dtype: Any) -> str:
-    return f"shape {tuple(shape)} and dtype {np.dtype(dtype)}"
 
 
 # ---------------------------------------------------------------------------------
@@ -102,48 +101,32 @@ def default_serialise_filter_spec(f: Any, x: Any) -> None:
     return None
 
 
-def _tell(f: Any) -> int | None:
-    try:
-        return int(f.tell())
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-def _next_record(f: Any, want: Callable[[], str]) -> tuple[tuple, np.ndarray | None]:
-    """Reads the next record header; raises if the saved leaves have run out (end of
-    file, or the trailer). For a trailer-shaped record, its data is read too."""
-    start = _tell(f)
-    header = read_record_header(f)
-    data = None
-    if header is not None and is_trailer_header(header):
-        data = read_record_data(f, *header)
-        if is_trailer(f, data, start):
-            header = None
-    if header is None:
+def _next_record(f: Any, want: Callable[[], str]) -> Record:
+    """Reads the next record's header; raises if the saved leaves have run out."""
+    record = next_record(f)
+    if record is None:
         raise CheckpointError(
             f"expected a record for {want()}, but the saved leaves ended: `like` has "
             "more leaves than the saved tree, or the file is truncated"
         )
-    return header, data
+    return record
 
 
 def _read_array(f: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """Reads one record that must hold exactly `shape` and `dtype`."""
     expected = np.dtype(dtype)
-    header, data = _next_record(f, lambda: _describe(shape, expected))
-    found, found_shape, fortran = header
+    record = _next_record(f, lambda: describe_array(shape, expected))
+    found, found_shape = record.dtype, record.shape
     if found != expected and found.kind == "V" and found.names is None:
         # ml_dtypes types (bfloat16, float8...) are saved as raw void records.
         if expected.kind == "V" and expected.itemsize == found.itemsize:
             found = expected
     native = found.newbyteorder("=") if found.byteorder not in "=|" else found
     if native != expected or tuple(found_shape) != tuple(shape):
-        raise CheckpointError(
-            f"expected {_describe(shape, expected)}, but the file holds "
-            f"{_describe(found_shape, header[0])}. Build `like` with the same "
-            "hyperparameters and dtypes as the saved model"
+        raise record_mismatch_error(
+            describe_array(shape, expected), found_shape, record.dtype
         )
-    arr = read_record_data(f, found, found_shape, fortran) if data is None else data
+    arr = record.read(found)
     if arr.dtype != expected:
         arr = arr.astype(expected)
     return arr
@@ -151,15 +134,12 @@ def _read_array(f: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 def _read_scalar(f: Any, x: bool | int | float | complex) -> Any:
     kinds = next(k for t, k in _SCALAR_KINDS if isinstance(x, t))
-    header, _ = _next_record(f, lambda: f"a Python {type(x).__name__}")
-    dtype, shape, fortran = header
+    record = _next_record(f, lambda: f"a Python {type(x).__name__}")
+    dtype, shape = record.dtype, record.shape
     if shape != () or dtype.kind not in kinds:
-        raise CheckpointError(
-            f"expected a Python {type(x).__name__} (a 0-d record of kind "
-            f"{kinds!r}), but the file holds {_describe(shape, dtype)}. Build `like` "
-            "with the same hyperparameters as the saved model"
-        )
-    return type(x)(read_record_data(f, dtype, shape, fortran).item())
+        want = f"a Python {type(x).__name__} (a 0-d record of kind {kinds!r})"
+        raise record_mismatch_error(want, shape, dtype)
+    return type(x)(record.read().item())
 
 
 def _to_jax(arr: np.ndarray, like: Any) -> jax.Array:
@@ -216,21 +196,16 @@ def _map_with_spec(
 ) -> PyTree:
     """Calls `fn(spec, path, leaf)` on every leaf, depth-first left-to-right, where
     `spec` is the callable of `filter_spec` (a prefix of `tree`) above that leaf."""
-    spec_leaves, spec_def = jtu.tree_flatten_with_path(filter_spec)
     try:
-        subtrees = spec_def.flatten_up_to(tree)
+        match = match_prefix(filter_spec, tree, is_leaf=is_leaf, with_paths=True)
     except (ValueError, TypeError) as e:
         raise ValueError(
             f"`filter_spec` must be a callable or a PyTree prefix of the tree, with "
-            f"structure {spec_def}; it does not match the tree ({e}). Pass one "
-            "callable, or a tree of callables shaped like the tree's top levels."
+            f"structure {jtu.tree_structure(filter_spec)}; it does not match the tree "
+            f"({e}). Pass one callable, or a tree of callables shaped like the tree's "
+            "top levels."
         ) from None
-    out = []
-    for (spec_path, spec), subtree in zip(spec_leaves, subtrees, strict=True):
-        leaves, sub_def = jtu.tree_flatten_with_path(subtree, is_leaf)
-        new = [fn(spec, spec_path + path, leaf) for path, leaf in leaves]
-        out.append(sub_def.unflatten(new))
-    return spec_def.unflatten(out)
+    return match.unflatten([fn(spec, path, leaf) for spec, path, leaf in match.items()])
 
 
 def _source(path_or_file: Any) -> str:
@@ -240,7 +215,7 @@ def _source(path_or_file: Any) -> str:
     return f"'{name}'" if isinstance(name, str) else f"<{type(path_or_file).__name__}>"
 
 
-def _load_leaf(reader: HashingReader, source: str) -> Callable[[Any, tuple, Any], Any]:
+def _load_leaf(reader: RecordReader, source: str) -> Callable[[Any, tuple, Any], Any]:
     def load(spec: Any, path: tuple, leaf: Any) -> Any:
         offset = reader.tell()
         try:
@@ -268,8 +243,8 @@ def _difference(new: Any, old: Any, expected_type: type) -> str | None:
         old_shape, old_dtype = getattr(old, "shape", None), getattr(old, "dtype", None)
         if new.shape != old_shape or new.dtype != old_dtype:
             return (
-                f"{_describe(old_shape, old_dtype)}, but got "
-                f"{_describe(new.shape, new.dtype)}"
+                f"{describe_array(old_shape, old_dtype)}, but got "
+                f"{describe_array(new.shape, new.dtype)}"
             )
     return None
 
@@ -304,34 +279,34 @@ def _check_same(out: PyTree, like: PyTree, is_leaf: Any, source: str) -> None:
 # ---------------------------------------------------------------------------------
 
 
-def _save(path_or_file: Any, body: Callable[[HashingWriter], None]) -> None:
+def _save(path_or_file: Any, body: Callable[[RecordWriter], None]) -> None:
     if is_path(path_or_file):
         with atomic_open(with_suffix(path_or_file)) as raw:
-            writer = HashingWriter(raw)
+            writer = RecordWriter(raw)
             body(writer)
             write_trailer(writer)
     else:
-        writer = HashingWriter(path_or_file)
+        writer = RecordWriter(path_or_file)
         body(writer)
         write_trailer(writer)
 
 
-def _load(path_or_file: Any, body: Callable[[HashingReader, str], Any]) -> Any:
+def _load(path_or_file: Any, body: Callable[[RecordReader, str], Any]) -> Any:
     source = _source(path_or_file)
     if is_path(path_or_file):
         with open(with_suffix(path_or_file), "rb") as raw:
-            reader = HashingReader(raw)
+            reader = RecordReader(raw)
             out = body(reader, source)
-            check_end(reader, source)
+            reader.check_end(source)
     else:
-        reader = HashingReader(path_or_file)
+        reader = RecordReader(path_or_file)
         out = body(reader, source)
-        check_end(reader, source)
+        reader.check_end(source)
     return out
 
 
 def _write_tree(
-    writer: HashingWriter, pytree: PyTree, filter_spec: Any, is_leaf: Any
+    writer: RecordWriter, pytree: PyTree, filter_spec: Any, is_leaf: Any
 ) -> None:
     def save(spec: Any, path: tuple, leaf: Any) -> None:
         try:
@@ -376,7 +351,7 @@ def tree_serialise_leaves(
 
 
 def _read_tree(
-    reader: HashingReader, source: str, like: PyTree, filter_spec: Any, is_leaf: Any
+    reader: RecordReader, source: str, like: PyTree, filter_spec: Any, is_leaf: Any
 ) -> PyTree:
     out = _map_with_spec(_load_leaf(reader, source), filter_spec, like, is_leaf)
     _check_same(out, like, is_leaf, source)
@@ -458,7 +433,7 @@ def save_with_hyperparameters(
         )
     line = (json.dumps(hyperparameters) + "\n").encode()
 
-    def body(w: HashingWriter) -> None:
+    def body(w: RecordWriter) -> None:
         w.write(line)
         w.crc, w.nbytes = 0, 0  # the trailer covers the leaves, as in the recipe
         _write_tree(w, pytree, filter_spec, is_leaf)
@@ -466,7 +441,7 @@ def save_with_hyperparameters(
     _save(path_or_file, body)
 
 
-def _read_hyperparameters(reader: HashingReader, source: str) -> dict[str, Any]:
+def _read_hyperparameters(reader: RecordReader, source: str) -> dict[str, Any]:
     line = reader.readline(_MAX_JSON_LINE)
     try:
         if not line.endswith(b"\n"):
@@ -508,7 +483,7 @@ def load_with_hyperparameters(
     **Returns:** `(model, hyperparameters)`.
     """
 
-    def body(reader: HashingReader, source: str) -> tuple[PyTree, dict[str, Any]]:
+    def body(reader: RecordReader, source: str) -> tuple[PyTree, dict[str, Any]]:
         hyperparameters = _read_hyperparameters(reader, source)
         reader.restart()  # the trailer covers the leaves only, as in the recipe
         like = filter_eval_shape(make, **hyperparameters)

@@ -1,5 +1,5 @@
-"""Low-level checkpoint file handling: `.npy` records, the checksum trailer, atomic
-saves, and the error class for corrupt or mismatched checkpoints.
+"""Checkpoint files, record by record: `.npy` records, the checksum trailer, atomic
+saves. (The error class, `CheckpointError`, lives in `_checks.py`.)
 
 A checkpoint is the reference format: the leaves of a PyTree, one raw `.npy` record
 each, concatenated with no header, names or tree structure. ecliptic appends one more
@@ -7,13 +7,18 @@ each, concatenated with no header, names or tree structure. ecliptic appends one
 every byte written before it, and that byte count. Equinox reads records only while
 `like` has leaves left, so it never sees the trailer; ecliptic uses it to detect any
 corruption or truncation. Files without a trailer (written by Equinox) still load.
+
+Writing goes through a `RecordWriter` (it hashes every byte) and ends with
+`write_trailer`. Reading goes through a `RecordReader`: its `next_record()` returns
+the next `Record` (header now, data on `read()`), and `None` where the saved leaves
+end, at the end of the file or at the trailer, so callers iterate records without
+knowing that a trailer exists. `RecordReader.check_end` then verifies the trailer.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
-import functools
 import io
 import os
 import pathlib
@@ -26,41 +31,20 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .._caches import BoundedCache
+from .._checks import CheckpointError
+from .._messages import (
+    malformed_header_error,
+    trailing_data_error,
+    truncated_header_error,
+)
 
-class CheckpointError(ValueError, RuntimeError):
-    """Raised when a checkpoint file is corrupt, truncated, or does not match `like`.
-
-    Every failure while loading a leaf (a malformed or truncated record, a shape,
-    dtype or kind that differs from `like`, data after the last leaf, a checksum
-    mismatch) is raised as this class. The message names the leaf's key path and the
-    expected versus found shape and dtype; the original exception, if any, is the
-    `__cause__`.
-
-    It subclasses both `ValueError` and `RuntimeError`, so code written for Equinox
-    (which raises `RuntimeError` on mismatches) keeps catching it.
-
-    **Attributes:**
-
-    - `path`: the key path of the leaf that failed, as a tuple of JAX key entries
-        (`()` for whole-file problems such as trailing data or a bad checksum).
-    """
-
-    path: tuple
-
-    def __init__(self, message: str, path: tuple = ()):
-        super().__init__(message)
-        self.path = path
-
-    def __reduce__(self) -> tuple:  # keep `path` through pickling (multiprocessing)
-        return (type(self), (str(self), self.path))
-
-
-CheckpointError.__module__ = "ecliptic"
 
 _NPY_MAGIC = b"\x93NUMPY"
 _MAX_HEADER_LEN = 1 << 16
 _TRAILER_MAGIC = b"ecliptic-crc32v1"
 _TRAILER_LEN = 32
+_TRAILER_SHAPE = (np.dtype(np.uint8), (_TRAILER_LEN,), False)  # as a `Header`
 _CHUNK = 1 << 24
 _ALIGN = 64
 
@@ -80,7 +64,7 @@ def _delegate(raw: Any, name: str) -> Any:
     return getattr(raw, name)
 
 
-class HashingWriter:
+class RecordWriter:
     """Wraps a binary file: every byte written also updates a CRC32 and a count."""
 
     def __init__(self, raw: Any):
@@ -99,12 +83,14 @@ class HashingWriter:
         return _delegate(self._raw, name)
 
 
-class HashingReader:
-    """Wraps a binary file: hashes every byte from the start position onwards, once.
+class RecordReader:
+    """Wraps a binary file: reads records, and hashes every byte from the start
+    position onwards, once.
 
-    Reads may seek backwards (as `np.load` does); bytes are hashed only the first time
-    they are read. A forward seek past unhashed bytes marks the running hash stale;
-    `HashingReader.crc_upto_here` then recomputes it from the file.
+    `next_record()` hides the trailer; `check_end(source)` verifies it. Reads may seek
+    backwards (as `np.load` does); bytes are hashed only the first time they are
+    read. A forward seek past unhashed bytes marks the running hash stale;
+    `RecordReader.crc_upto_here` then recomputes it from the file.
     """
 
     def __init__(self, raw: Any):
@@ -180,6 +166,38 @@ class HashingReader:
         self._raw.seek(here)
         return crc
 
+    def next_record(self) -> Record | None:
+        """The next record, or `None` where the saved leaves end: at the end of the
+        file, or at this file's trailer (consumed, so it is never seen as a leaf)."""
+        return _next_record(self, self._pos, self.start)
+
+    def check_end(self, source: str) -> None:
+        """After the last leaf: accepts the end of the file, or a valid trailer
+        followed by the end of the file. Anything else raises `CheckpointError`
+        naming `source` (the file, for messages)."""
+        pos = self.tell()
+        crc = self.crc_upto_here()
+        size = len(_TRAILER_HEADER) + _TRAILER_LEN
+        rest = _read_exact(self, size + 1)
+        if not rest:
+            return
+        payload = rest[len(_TRAILER_HEADER) : size]
+        if (
+            len(rest) != size
+            or not rest.startswith(_TRAILER_HEADER)
+            or payload[:16] != _TRAILER_MAGIC
+        ):
+            raise trailing_data_error(source, pos)
+        saved_crc, reserved, saved_nbytes = struct.unpack("<IIQ", payload[16:])
+        nbytes = pos - self.start
+        if (saved_crc, reserved, saved_nbytes) != (crc, 0, nbytes):
+            raise CheckpointError(
+                f"Checkpoint {source} is corrupt: its trailer records CRC32 "
+                f"{saved_crc:#010x} over {saved_nbytes} bytes, but the bytes read have "
+                f"CRC32 {crc:#010x} over {nbytes} bytes. Restore the file from a "
+                "backup or save it again."
+            )
+
     def __getattr__(self, name: str) -> Any:
         return _delegate(self._raw, name)
 
@@ -245,21 +263,35 @@ def _unparseable_ml_dtypes() -> dict[str, np.dtype]:
 _EXTRA_DESCRS = _unparseable_ml_dtypes()
 
 
-@functools.lru_cache(maxsize=1024)  # headers repeat: same shapes, same dtypes
-def _parse_header(text: str) -> tuple[np.dtype, tuple[int, ...], bool]:
+Header = tuple[np.dtype, tuple[int, ...], bool]  # (dtype, shape, fortran_order)
+
+# Headers repeat (same shapes, same dtypes), so parsed headers are kept. A miss costs
+# one `ast.literal_eval` of a ~100-character header, a few microseconds.
+_HEADER_CACHE_SIZE = 1024
+_parsed_headers: BoundedCache = BoundedCache(_HEADER_CACHE_SIZE)
+
+
+def _parse_header(text: str) -> Header:
+    header = _parsed_headers.get(text)
+    if header is None:
+        header = _parsed_headers[text] = _parse_header_text(text)
+    return header
+
+
+def _parse_header_text(text: str) -> Header:
     try:
         d = ast.literal_eval(text)
     except Exception as e:  # SyntaxError, ValueError, MemoryError, RecursionError...
-        raise CheckpointError(f"the record header {text[:80]!r} is malformed") from e
+        raise malformed_header_error(text) from e
     if not isinstance(d, dict) or set(d) != {"descr", "shape", "fortran_order"}:
-        raise CheckpointError(f"the record header {text[:80]!r} is malformed")
+        raise malformed_header_error(text)
     shape, fortran = d["shape"], d["fortran_order"]
     if (
         not isinstance(shape, tuple)
         or not all(type(s) is int and s >= 0 for s in shape)
         or not isinstance(fortran, bool)
     ):
-        raise CheckpointError(f"the record header {text[:80]!r} is malformed")
+        raise malformed_header_error(text)
     descr = d["descr"]
     try:
         if isinstance(descr, str) and descr in _EXTRA_DESCRS:
@@ -275,7 +307,7 @@ def _parse_header(text: str) -> tuple[np.dtype, tuple[int, ...], bool]:
     return dtype, shape, fortran
 
 
-def read_record_header(f: Any) -> tuple[np.dtype, tuple[int, ...], bool] | None:
+def read_record_header(f: Any) -> Header | None:
     """Reads one `.npy` record header; returns `(dtype, shape, fortran_order)`, or
     `None` at the end of the file. Raises `CheckpointError` if it is malformed."""
     magic = _read_exact(f, 8)
@@ -292,13 +324,13 @@ def read_record_header(f: Any) -> tuple[np.dtype, tuple[int, ...], bool] | None:
     size_format = "<H" if major == 1 else "<I"
     size_bytes = _read_exact(f, struct.calcsize(size_format))
     if len(size_bytes) < struct.calcsize(size_format):
-        raise CheckpointError("the file ends inside a record header (truncated)")
+        raise truncated_header_error()
     (header_len,) = struct.unpack(size_format, size_bytes)
     if header_len > _MAX_HEADER_LEN:
         raise CheckpointError(f"a record header claims {header_len} bytes (corrupt)")
     header = _read_exact(f, header_len)
     if len(header) < header_len:
-        raise CheckpointError("the file ends inside a record header (truncated)")
+        raise truncated_header_error()
     try:
         text = header.decode("utf8" if major == 3 else "latin1")
     except UnicodeDecodeError as e:
@@ -345,32 +377,67 @@ def read_record_data(
     return arr.reshape(shape)
 
 
+class Record:
+    """One `.npy` record whose header has been read.
+
+    **Attributes:** `dtype`, `shape` and `fortran` (the record's data order).
+
+    Its data is read by `read()`, once, before the next record is asked for.
+    """
+
+    __slots__ = ("dtype", "shape", "fortran", "_file", "_data")
+
+    def __init__(self, file: Any, header: Header, data: np.ndarray | None = None):
+        self.dtype, self.shape, self.fortran = header
+        self._file = file
+        self._data = data  # already read (records shaped like the trailer)
+
+    def read(self, dtype: np.dtype | None = None) -> np.ndarray:
+        """Reads the data, as `dtype` (of the same item size) if given."""
+        if self._data is not None:
+            return self._data if dtype is None else self._data.view(dtype)
+        dtype = self.dtype if dtype is None else dtype
+        return read_record_data(self._file, dtype, self.shape, self.fortran)
+
+
+def next_record(f: Any) -> Record | None:
+    """The next record of `f`, or `None` where the saved leaves end: at the end of the
+    file, or at a trailer. A `RecordReader` recognises its trailer by the magic and
+    the byte count; any other file by the magic only."""
+    if isinstance(f, RecordReader):
+        return f.next_record()
+    return _next_record(f, None, None)
+
+
+def _next_record(f: Any, start: int | None, region_start: int | None) -> Record | None:
+    """As `next_record`; `start` is the byte where the record begins and
+    `region_start` the first byte covered by the trailer (`None`: unknown)."""
+    header = read_record_header(f)
+    if header is None:
+        return None
+    if header != _TRAILER_SHAPE:
+        return Record(f, header)
+    data = read_record_data(f, *header)
+    payload = data.tobytes()
+    if payload[:16] == _TRAILER_MAGIC:
+        if start is None or region_start is None:
+            return None
+        (nbytes,) = struct.unpack("<Q", payload[24:])
+        if nbytes == start - region_start:
+            return None
+    return Record(f, header, data)
+
+
 # ---------------------------------------------------------------------------------
 # The trailer.
 # ---------------------------------------------------------------------------------
 
 
-def write_trailer(w: HashingWriter) -> None:
+def write_trailer(w: RecordWriter) -> None:
     """Appends the trailer record covering every byte written through `w` so far."""
     crc, nbytes = w.crc, w.nbytes
     payload = _TRAILER_MAGIC + struct.pack("<IIQ", crc, 0, nbytes)
     write_record(w, np.frombuffer(payload, dtype=np.uint8))
-
-
-def is_trailer_header(header: tuple[np.dtype, tuple[int, ...], bool]) -> bool:
-    return header == (np.dtype(np.uint8), (_TRAILER_LEN,), False)
-
-
-def is_trailer(f: Any, data: np.ndarray, record_start: int | None) -> bool:
-    """Whether `data`, just read from a `uint8[32]` record starting at byte
-    `record_start`, is the trailer that `f`'s writer appended."""
-    payload = data.tobytes()
-    if payload[:16] != _TRAILER_MAGIC:
-        return False
-    if isinstance(f, HashingReader) and record_start is not None:
-        (nbytes,) = struct.unpack("<Q", payload[24:])
-        return nbytes == record_start - f.start
-    return True
 
 
 def _trailer_header() -> bytes:
@@ -380,42 +447,6 @@ def _trailer_header() -> bytes:
 
 
 _TRAILER_HEADER = _trailer_header()
-
-
-def check_end(r: HashingReader, source: str) -> None:
-    """After the last leaf: accepts the end of the file, or a valid trailer followed
-    by the end of the file. Anything else raises `CheckpointError`."""
-    pos = r.tell()
-    crc = r.crc_upto_here()
-    size = len(_TRAILER_HEADER) + _TRAILER_LEN
-    rest = _read_exact(r, size + 1)
-    if not rest:
-        return
-    payload = rest[len(_TRAILER_HEADER) : size]
-    if (
-        len(rest) != size
-        or not rest.startswith(_TRAILER_HEADER)
-        or payload[:16] != _TRAILER_MAGIC
-    ):
-        raise _trailing_error(source, pos)
-    saved_crc, reserved, saved_nbytes = struct.unpack("<IIQ", payload[16:])
-    nbytes = pos - r.start
-    if (saved_crc, reserved, saved_nbytes) != (crc, 0, nbytes):
-        raise CheckpointError(
-            f"Checkpoint {source} is corrupt: its trailer records CRC32 "
-            f"{saved_crc:#010x} over {saved_nbytes} bytes, but the bytes read have "
-            f"CRC32 {crc:#010x} over {nbytes} bytes. Restore the file from a backup "
-            "or save it again."
-        )
-
-
-def _trailing_error(source: str, pos: int) -> CheckpointError:
-    return CheckpointError(
-        f"Checkpoint {source} has unexpected data at byte {pos}, after the last leaf "
-        "of `like`; expected the end of the file. Either the file is corrupt, or "
-        "`like` has fewer leaves than the saved tree: build `like` with the same "
-        "structure and hyperparameters, and pass the same `filter_spec` as when saving."
-    )
 
 
 # ---------------------------------------------------------------------------------

@@ -1,0 +1,311 @@
+"""Guards: generated functions that flatten arguments of one known structure.
+
+The ordinary path flattens the arguments with `jax.tree_util`, hashes the treedef and
+looks it up. When a structure comes back call after call (a training loop passes a
+new model and optimiser state of the same shape every step), `make_guard` writes,
+once, straight-line Python for that structure:
+
+    def guard(args):
+        a0, a1, a2 = args
+        e = memo_get(id(a0))                # a large Module argument: the memo
+        if e is not None and e[0]() is a0 and e[2] is T0 and (...fresh...):
+            r = e[1]
+        else:
+            r = walk0(a0)                   # else its generated walk
+            if r is None: return None
+        if not (type(a1) is tuple and len(a1) == 2): return None
+        ...
+        return [*r, ...]
+
+A *walk* checks every node's exact type, the length of every tuple/list/dict, the
+keys of every dict, every Module's static fields and every non-array leaf (identity,
+then `==`, as a treedef comparison and a dict lookup would), and the exact type of
+every array; it returns the array leaves in flatten order, or `None` at the first
+difference, and memoises the Module it walked (`_memo.record`). Passing a guard
+implies that `jax.tree_util.tree_flatten(args)` would give the same treedef, leaf
+types and equal static leaves, so the same compiled entry applies.
+
+The outermost Modules of each argument with at least `MEMO_MIN_LEAVES` leaves are
+looked up in the memo first: a model that a training step returned (the output builder
+memoised it) or a model passed again (memoised by its walk) costs one dict lookup,
+whatever its size. Smaller ones are checked inline. Any other PyTree node
+type is checked through JAX's one-level flatten (its aux data compared with `==`);
+Modules below such a node are not memoised. Tracers, NumPy scalars and Modules whose
+`__init__` is running get no guard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax.tree_util as jtu
+
+from .._filters import is_array
+from .._module import is_initialising, Module
+from .._pytree import flatten_one_level
+from ._memo import fresh, MEMO, MEMO_MIN_LEAVES, record, token_for
+from ._output import ARRAY_TYPES
+
+
+class _Unsupported(Exception):
+    """A node or leaf a guard cannot check; no guard is made."""
+
+
+class _Code:
+    """The source lines, constants and array variables of one generated function."""
+
+    def __init__(self, consts: dict[str, Any], names: dict[int, str], counter: list):
+        self.lines: list[str] = []
+        self.arrays: list[str] = []
+        self.conts: list[str] = []
+        self.memo_safe = True
+        self.consts, self.names, self.counter = consts, names, counter
+
+    def var(self) -> str:
+        self.counter[0] += 1
+        return f"v{self.counter[0]}"
+
+    def const(self, value: Any) -> str:
+        # One name per distinct object (types recur at every node of a class).
+        name = self.names.get(id(value))
+        if name is None:
+            name = self.names[id(value)] = f"k{len(self.consts)}"
+            self.consts[name] = value
+        return name
+
+    def fail_unless(self, condition: str) -> None:
+        self.lines.append(f"if not ({condition}): return None")
+
+    def same_value(self, var: str, value: Any) -> None:
+        # What a tuple comparison does per item: identity first, then `==`.
+        k = self.const(value)
+        self.fail_unless(f"{var} is {k} or {var} == {k}")
+
+    def unpack(self, var: str, count: int) -> list[str]:
+        names = [self.var() for _ in range(count)]
+        if count:
+            self.lines.append(f"{', '.join(names)}, = {var}")
+        return names
+
+
+class _Builder:
+    """Writes the guard of one argument tuple: the top function and one walk per
+    outermost Module."""
+
+    def __init__(self, leaves: list):
+        self.consts: dict[str, Any] = {
+            "memo_get": MEMO.get,
+            "fresh": fresh,
+            "record": record,
+            "initialising": is_initialising,
+            "one_level": flatten_one_level,
+        }
+        self.names: dict[int, str] = {}
+        self.counter = [0]
+        self.leaves = leaves
+        self.cursor = 0
+        self.walks: list[str] = []
+        self.lines_total = 0
+
+    def code(self) -> _Code:
+        return _Code(self.consts, self.names, self.counter)
+
+    def leaf(self, c: _Code, var: str, obj: Any) -> None:
+        expected = self.leaves[self.cursor]
+        self.cursor += 1
+        if obj is not expected:
+            raise _Unsupported("leaf order")
+        t = type(obj)
+        c.fail_unless(f"type({var}) is {c.const(t)}")
+        if t in ARRAY_TYPES:
+            c.arrays.append(var)
+        elif is_array(obj):
+            raise _Unsupported("tracer or NumPy scalar leaf")
+        else:
+            hash(obj)  # unhashable static leaves take the ordinary path (TypeError)
+            c.same_value(var, obj)
+
+    def node(self, c: _Code, var: str, obj: Any, treedef: Any, top: bool) -> None:
+        if jtu.treedef_is_leaf(treedef) and treedef.num_leaves == 1:
+            self.leaf(c, var, obj)
+            return
+        typ, aux = treedef.node_data()
+        if typ is not type(obj):
+            raise _Unsupported("type mismatch")
+        subtrees = treedef.children()
+        if obj is None:
+            c.fail_unless(f"{var} is None")
+        elif isinstance(obj, Module):
+            if is_initialising(obj):
+                raise _Unsupported("a Module whose __init__ is running")
+            if top:
+                self.memo_or_walk(c, var, obj, treedef)
+            else:
+                self.module(c, var, obj, typ, aux, subtrees)
+        elif typ is tuple or typ is list:
+            self.sequence(c, var, obj, typ, subtrees, top)
+        elif issubclass(typ, tuple) and hasattr(typ, "_fields"):
+            one = flatten_one_level(obj)
+            if one is None or one[1] is not typ:
+                self.generic(c, var, obj, typ, aux, subtrees, immutable=False)
+            else:
+                self.sequence(c, var, obj, typ, subtrees, top)
+        elif typ is dict:
+            c.fail_unless(f"type({var}) is dict and len({var}) == {len(aux)}")
+            c.conts += [f"{var}.keys()", f"{var}.values()"]
+            for key, sub in zip(aux, subtrees, strict=True):
+                child = c.var()
+                c.lines.append(f"{child} = {var}[{c.const(key)}]")
+                self.node(c, child, obj[key], sub, top)
+        else:
+            self.generic(c, var, obj, typ, aux, subtrees, immutable=False)
+
+    def sequence(self, c, var, obj, typ, subtrees, top) -> None:
+        c.fail_unless(f"type({var}) is {c.const(typ)} and len({var}) == {len(obj)}")
+        if typ is list:
+            c.conts.append(var)
+        for child, x, sub in zip(c.unpack(var, len(obj)), obj, subtrees, strict=True):
+            self.node(c, child, x, sub, top)
+
+    def generic(self, c, var, obj, typ, aux, subtrees, immutable: bool) -> None:
+        """Any registered node: JAX's one-level flatten, aux data compared by `==`.
+        A node type other than a Module is not known to be immutable: the Module
+        around it is then not memoised."""
+        if not immutable:
+            c.memo_safe = False
+        children, aux_var = c.var(), c.var()
+        c.fail_unless(f"type({var}) is {c.const(typ)}")
+        c.lines.append(f"{children}, {aux_var} = one_level({var})")
+        c.same_value(aux_var, aux)
+        c.fail_unless(f"len({children}) == {len(subtrees)}")
+        kids = flatten_one_level(obj)[0]
+        for child, x, sub in zip(
+            c.unpack(children, len(subtrees)), kids, subtrees, strict=True
+        ):
+            self.node(c, child, x, sub, False)
+
+    def module(self, c, var, obj, typ, aux, subtrees) -> None:
+        info = typ._ecliptic_info
+        wrapped = isinstance(getattr(typ, "__wrapped__", None), property)
+        if wrapped or type(aux) is not tuple or len(aux) != len(info.static):
+            # Unset fields or wrapper attributes: the Module's own flatten decides.
+            self.generic(c, var, obj, typ, aux, subtrees, immutable=True)
+            return
+        c.fail_unless(f"type({var}) is {c.const(typ)}")
+        d = c.var()
+        c.lines.append(f"{d} = {var}.__dict__")
+        for name, value in zip(info.static, aux, strict=True):
+            s = c.var()
+            c.lines.append(f"{s} = {d}[{name!r}]")
+            c.same_value(s, value)
+        for name, sub in zip(info.dynamic, subtrees, strict=True):
+            child = c.var()
+            c.lines.append(f"{child} = {d}[{name!r}]")
+            self.node(c, child, obj.__dict__[name], sub, False)
+
+    def memo_or_walk(self, c: _Code, var: str, obj: Any, treedef: Any) -> None:
+        """An outermost Module: inline checks when it is small, else a memo hit or
+        its generated walk."""
+        typ, aux = treedef.node_data()
+        if treedef.num_leaves < MEMO_MIN_LEAVES:
+            self.module(c, var, obj, typ, aux, treedef.children())
+            return
+        walk = self.code()
+        start = self.cursor
+        self.module(walk, "a", obj, typ, aux, treedef.children())
+        leaves = self.leaves[start : self.cursor]
+        token = token_for(treedef, leaves) if walk.memo_safe else None
+        name = f"walk{len(self.walks)}"
+        tail = [f"r = [{', '.join(walk.arrays)}]"]
+        if token is not None:
+            t = walk.const(token)
+            conts = f"({', '.join(walk.conts)},)" if walk.conts else "None"
+            tail.append(f"if not initialising(a): record(a, r, {t}, {conts})")
+        self.walks.append(_function(name, "a", walk.lines + tail + ["return r"]))
+        self.lines_total += len(walk.lines)
+        e, r = c.var(), c.var()
+        if token is None:
+            c.lines += [f"{r} = {name}({var})", f"if {r} is None: return None"]
+        else:
+            t = c.const(token)
+            c.lines += [
+                f"{e} = memo_get(id({var}))",
+                f"if {e} is not None and {e}[0]() is {var} and {e}[2] is {t} "
+                f"and ({e}[3] is None or fresh({e})):",
+                f"    {r} = {e}[1]",
+                "else:",
+                f"    {r} = {name}({var})",
+                f"    if {r} is None: return None",
+            ]
+        c.arrays.append(f"*{r}")
+
+
+def _function(name: str, arg: str, body: list[str]) -> str:
+    lines = "\n".join("        " + line for line in body)
+    return (
+        f"def {name}({arg}):\n    try:\n{lines}\n"
+        "    except Exception:\n        return None\n"
+    )
+
+
+class Guard:
+    """A generated check for one argument structure, and where it leads.
+
+    - `check(args)`: the arrays of `args` in flatten order, or `None` when `args`
+        have another structure.
+    - `entry`, `n_first`: the compiled entry this structure calls, and how many of
+        the arrays belong to the first argument (for donation).
+    - `next`: the guard that passed on the call after this one passed (the hot
+        path tries it first, so that two structures called in turn never fail a
+        guard).
+    - `size`: the number of checks it makes (its cost, for tests and tuning).
+    - `source`: its source code, for debugging.
+    """
+
+    __slots__ = ("check", "entry", "n_first", "next", "size", "source")
+
+    def __init__(self, check, entry, n_first: int, size: int, source: str):
+        self.check = check
+        self.entry = entry
+        self.n_first = n_first
+        self.next = self
+        self.size = size
+        self.source = source
+
+
+def make_guard(args: tuple, leaves: list, treedef: Any) -> tuple[Callable, int, str]:
+    """The check function of a guard for positional arguments like `args`.
+
+    **Arguments:**
+
+    - `args`: the positional arguments of a call (a tuple).
+    - `leaves`, `treedef`: `jax.tree_util.tree_flatten(args)`.
+
+    **Returns:** `(check, size, source)`, where `check(args)` returns the list of the
+    array leaves of `args` (in flatten order) when they have this treedef, these leaf
+    types and equal static leaves, and `None` otherwise.
+
+    **Raises:** `ValueError` when this structure cannot be guarded.
+    """
+    b = _Builder(leaves)
+    top = b.code()
+    try:
+        if type(args) is not tuple or treedef.node_data() != (tuple, None):
+            raise _Unsupported("arguments must be a tuple")
+        # Unpacking the root fails (-> None) on a wrong argument count.
+        names = top.unpack("args", len(args))
+        for name, x, sub in zip(names, args, treedef.children(), strict=True):
+            b.node(top, name, x, sub, True)
+    except (_Unsupported, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"unguardable: {e}") from None
+    if b.cursor != len(leaves):
+        raise ValueError("unguardable: leaf count")
+    body = top.lines + [f"return [{', '.join(top.arrays)}]"]
+    src = "\n".join(b.walks) + _function("guard", "args", body)
+    namespace = dict(b.consts)
+    exec(compile(src, "<ecliptic filter_jit guard>", "exec"), namespace)
+    return namespace["guard"], len(top.lines) + b.lines_total, src
+
+
+__all__ = ["Guard", "make_guard"]

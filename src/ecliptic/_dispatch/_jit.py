@@ -1,0 +1,391 @@
+"""`filter_jit`: `jax.jit` for any function of any PyTrees, with a thin dispatch path.
+
+A call tries two strategies in order (see this package's README):
+
+1. **Guards** (`_guard.py`), for calls without keyword arguments: the guard that
+   passed on the call after the last guard that passed (a loop of one structure, or
+   two models in turn), then the function's other guards. A guard returns the
+   arrays of the arguments, or `None`.
+2. **The ordinary path** (`_ordinary.py`): flatten, look up, compile if new. The
+   second time a structure reaches a compiled entry here, a guard is made for it.
+
+Both give a compiled entry and the list of arrays, called the same way, so they share
+JAX's compiled code and its C++ fast path. Nothing blocks: the call returns as soon
+as `jax.jit` would. A failed `ecliptic.error_if` that JAX reports to this call is
+re-raised as `ecliptic.EquinoxRuntimeError` with the user's message.
+"""
+
+from __future__ import annotations
+
+import functools as ft
+import inspect
+import types
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any, Literal, overload, TypeVar
+
+import jax
+import jax.tree_util as jtu
+
+from .._caches import BoundedCache, register_cache_clear
+from .._filters import is_array
+from .._module import field, Module, module_update_wrapper
+from .._runtime_error import runtime_error_from
+from .._wrap import (
+    check_removed_kwargs,
+    fun_names,
+    hashable_static,
+    hide_internal_frames,
+    Lowered,
+    MethodWrapper,
+    REMOVED_FILTER_KWARGS,
+    static_leaves,
+)
+from ._guard import Guard, make_guard
+from ._ordinary import Ordinary, rebuild
+from ._output import _Packed, finish
+
+
+_T = TypeVar("_T")
+Donate = Literal["all", "all-except-first", "warn", "warn-except-first", "none"]
+
+_JaxRuntimeError = jax.errors.JaxRuntimeError
+_FORBIDDEN = ("static_argnums", "static_argnames", "donate_argnums")
+_FORBIDDEN += ("in_shardings", "out_shardings")
+# (donate first-argument arrays, donate the other arrays, silence unusable-buffer
+# warnings)
+_DONATE_MODES = {
+    "all": (True, True, True),
+    "all-except-first": (False, True, True),
+    "warn": (True, True, False),
+    "warn-except-first": (False, True, False),
+    "none": (False, False, False),
+}
+# Guards kept per wrapper (argument structures it serves without a flatten). Past it
+# the oldest guard is dropped: its structure takes the ordinary path (a flatten and a
+# lookup, no retrace) for `GUARD_REARM` calls, and then gets a guard again (so more
+# structures than this in turn do not make a guard on every call).
+GUARDS_SIZE = 8
+GUARD_REARM = 64
+# Compiled entries whose ordinary-path calls a wrapper counts (a guard is made on the
+# second). Past it the oldest count is dropped: that entry waits one more call.
+SEEN_SIZE = 256
+# Every live dispatcher, so that `clear_caches` can drop their guards too.
+_DISPATCHERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _drop_guards() -> None:
+    for dispatcher in list(_DISPATCHERS):
+        dispatcher.guards = []
+        dispatcher.last = None
+        dispatcher.seen.clear()
+
+
+register_cache_clear(_drop_guards)
+
+
+class _BoundCall(Module):
+    """`model.__call__` (any bound method of a PyTree) as a PyTree, so that
+    `filter_jit(model.__call__)` traces the weights instead of baking them in."""
+
+    obj: Any
+    func: Callable = field(static=True)
+
+    def __call__(self, *args, **kwargs):
+        return self.func(self.obj, *args, **kwargs)
+
+
+def _as_pytree_fun(fun: Callable) -> Callable:
+    if isinstance(fun, types.MethodType):
+        owner = fun.__self__
+        if not isinstance(owner, type) and not jtu.treedef_is_leaf(
+            jtu.tree_structure(owner)
+        ):
+            return _BoundCall(owner, fun.__func__)
+    return fun
+
+
+def _positional_count(sig: inspect.Signature | None) -> int:
+    """How many positional arguments can skip `signature.bind` (-1: never)."""
+    if sig is None:
+        return -1
+    count = 0
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            return -1
+        if p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            return -1
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+def _raise_translated(e: Exception) -> None:
+    err = runtime_error_from(e)
+    if err is None:
+        raise e
+    raise err from None
+
+
+class Dispatcher:
+    """Everything about one `filter_jit` wrapper that is not a PyTree: its
+    signature, the donation mode, its guards and its ordinary path.
+
+    Counters for tests and tuning (`ecliptic._dispatch.dispatch_info`): `hits`
+    (calls served by a guard) and `misses` (calls that took the ordinary path)."""
+
+    def __init__(self, fun: Callable, donate: str, jitkwargs: dict):
+        try:
+            self.sig: inspect.Signature | None = inspect.signature(fun)
+        except (TypeError, ValueError):
+            self.sig = None
+        self.npos = _positional_count(self.sig)
+        self.name, qualname = fun_names(fun)
+        tree_fun = _as_pytree_fun(fun)
+        leaves, fun_treedef = jtu.tree_flatten(tree_fun)
+        fun_static = hashable_static(
+            "filter_jit", static_leaves(leaves), {"fun": tree_fun}, "function"
+        )
+        self.fun_arrays = [x for x in leaves if is_array(x)]
+        first, rest, self.quiet = _DONATE_MODES[donate]
+        self.split = first != rest
+        self.direct = not (self.split or self.quiet)
+        donate_argnums = (0, 2) if self.split else ((0, 1) if first else ())
+        self.ordinary = Ordinary(
+            self.name, qualname, fun_treedef, fun_static, donate_argnums, jitkwargs
+        )
+        self.guards: list[Guard] = []
+        self.last: Guard | None = None
+        self.seen: BoundedCache = BoundedCache(SEEN_SIZE)
+        self.hits = self.misses = 0
+        _DISPATCHERS.add(self)
+
+    def rebuild_fun(self, fun_arrays) -> Any:
+        o = self.ordinary
+        fun = rebuild(o.fun_treedef, o.fun_static, fun_arrays)
+        if isinstance(fun, _BoundCall):
+            return types.MethodType(fun.func, fun.obj)
+        return fun
+
+    def flatten(self, args: tuple, kwargs: dict, positional: bool):
+        if not positional and self.sig is not None:
+            bound = self.sig.bind(*args, **kwargs)
+            args, kwargs = bound.args, bound.kwargs
+        leaves, treedef = jtu.tree_flatten([args, kwargs] if kwargs else args)
+        return args, kwargs, leaves, treedef
+
+    def search(self, args: tuple, prev: Guard) -> tuple[Guard, list] | None:
+        """The other guards, when the predicted one failed; learns the successor."""
+        for g in self.guards:
+            if g is not prev.next:
+                dyn = g.check(args)
+                if dyn is not None:
+                    prev.next = self.last = g
+                    self.hits += 1
+                    return g, dyn
+        return None
+
+    def call(self, fun_arrays, args: tuple, kwargs: dict) -> Any:
+        """The ordinary path, for a call no guard served."""
+        self.misses += 1
+        positional = not kwargs and len(args) == self.npos
+        args, kwargs, leaves, treedef = self.flatten(args, kwargs, positional)
+        entry, dyn, slot = self.ordinary.lookup(args, kwargs, leaves, treedef)
+        if not kwargs:
+            self.note(args, leaves, treedef, slot, entry)
+        return self.invoke(entry, fun_arrays, dyn, slot.n_first)
+
+    def note(self, args: tuple, leaves, treedef, slot, entry) -> None:
+        """Counts the ordinary-path calls that reach `entry` and makes a guard for
+        this structure on the second, so that a one-off call (or the first call)
+        never pays for one. `seen[entry]` is `None` once guarded or unguardable."""
+        count = self.seen.get(entry, 0)
+        if count is None:
+            return
+        if count < 1:
+            self.seen[entry] = count + 1
+            return
+        self.seen[entry] = None
+        try:
+            check, size, source = make_guard(args, leaves, treedef)
+        except ValueError:
+            return
+        guard = Guard(check, entry, slot.n_first, size, source)
+        if len(self.guards) >= GUARDS_SIZE:
+            dropped = self.guards.pop(0)
+            self.seen[dropped.entry] = 1 - GUARD_REARM
+            for g in self.guards:
+                if g.next is dropped:
+                    g.next = g
+        self.guards.append(guard)
+        if self.last is not None:
+            self.last.next = guard
+        self.last = guard
+
+    def invoke(self, entry, fun_arrays, dyn, k: int) -> Any:
+        try:
+            if self.quiet:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings(
+                        "ignore", message="Some donated buffers were not usable"
+                    )
+                    return finish(self.run(entry, fun_arrays, dyn, k))
+            return finish(self.run(entry, fun_arrays, dyn, k))
+        except (_JaxRuntimeError, ValueError) as e:
+            _raise_translated(e)
+
+    def run(self, entry, fun_arrays, dyn, k: int) -> Any:
+        if self.split:
+            return entry(fun_arrays, dyn[:k], dyn[k:])
+        return entry(fun_arrays, dyn)
+
+    def lower(self, fun_arrays, args: tuple, kwargs: dict) -> Lowered:
+        args, kwargs, leaves, treedef = self.flatten(args, kwargs, False)
+        entry, dyn, slot = self.ordinary.lookup(args, kwargs, leaves, treedef)
+        with warnings.catch_warnings():
+            if self.quiet:
+                warnings.filterwarnings(
+                    "ignore", message="Some donated buffers were not usable"
+                )
+            lowered = self.run(entry.lower, fun_arrays, dyn, slot.n_first)
+        return Lowered(lowered, ft.partial(self.call_compiled, entry, fun_arrays))
+
+    def call_compiled(self, entry, fun_arrays, compiled, args, kwargs) -> Any:
+        args, kwargs, leaves, treedef = self.flatten(args, kwargs, False)
+        found, dyn, slot = self.ordinary.lookup(args, kwargs, leaves, treedef)
+        if found is not entry:
+            raise TypeError(
+                f"This compiled `{self.name}` was lowered for other static arguments "
+                "or another argument structure than the ones given now. Fix: call "
+                "`.lower(...)` again with these arguments, or call the `filter_jit` "
+                "function directly."
+            )
+        try:
+            return finish(self.run(compiled, fun_arrays, dyn, slot.n_first))
+        except (_JaxRuntimeError, ValueError) as e:
+            _raise_translated(e)
+
+
+class _JitWrapper(MethodWrapper):
+    fn: str = field(static=True)
+    _dynamic_fun: list = field(repr=False)
+    _dispatch: Dispatcher = field(static=True, repr=False)
+
+    @property
+    def __wrapped__(self):
+        return self._dispatch.rebuild_fun(self._dynamic_fun)
+
+    def __call__(self, /, *args, **kwargs):
+        # The whole body is one boundary (free on the happy path): an error from
+        # the user's function shows the user's frames, not ecliptic's.
+        try:
+            d = self._dispatch
+            g = d.last
+            if g is None or kwargs:
+                return d.call(self._dynamic_fun, args, kwargs)
+            # Guards: the predicted one first (the successor of the last one that
+            # passed), then the others.
+            g = g.next
+            dyn = g.check(args)
+            if dyn is None:
+                found = d.search(args, d.last)
+                if found is None:
+                    return d.call(self._dynamic_fun, args, kwargs)
+                g, dyn = found
+            else:
+                d.last = g
+                d.hits += 1
+            if not d.direct:
+                return d.invoke(g.entry, self._dynamic_fun, dyn, g.n_first)
+            try:
+                out = g.entry(self._dynamic_fun, dyn)
+            except (_JaxRuntimeError, ValueError) as e:
+                _raise_translated(e)
+            if type(out) is _Packed:
+                return out[0](out[1])
+            return out
+        except Exception as e:
+            hide_internal_frames(e)
+            raise
+
+    def lower(self, /, *args, **kwargs) -> Lowered:
+        """Lowers for these arguments without running; see [`Lowered`][]."""
+        try:
+            return self._dispatch.lower(self._dynamic_fun, args, kwargs)
+        except Exception as e:
+            hide_internal_frames(e)
+            raise
+
+
+def _check_jitkwargs(jitkwargs: dict) -> None:
+    check_removed_kwargs(
+        jitkwargs,
+        REMOVED_FILTER_KWARGS,
+        "filter_jit",
+        "Array leaves are traced and all other leaves are static; to hold an array "
+        "static, close over it or wrap it in a non-array object.",
+    )
+    for name in _FORBIDDEN:
+        if name in jitkwargs:
+            raise ValueError(
+                f"filter_jit does not accept `{name}=`: it decides what is static "
+                "(non-arrays) and traced (arrays) itself, and donation is set with "
+                "`donate=`. Fix: remove it; pass static values as non-array "
+                "arguments, or shard arrays with `ecliptic.filter_shard`."
+            )
+
+
+@overload
+def filter_jit(
+    *, donate: Donate = "none", **jitkwargs
+) -> Callable[[Callable[..., _T]], Callable[..., _T]]: ...
+
+
+@overload
+def filter_jit(
+    fun: Callable[..., _T], *, donate: Donate = "none", **jitkwargs
+) -> Callable[..., _T]: ...
+
+
+def filter_jit(fun=None, *, donate: Donate = "none", **jitkwargs):
+    """`jax.jit` for any function of any PyTrees: every array leaf
+    ([`ecliptic.is_array`][]) is traced, every other leaf is static (hashed and
+    compared; a new value recompiles).
+
+    **Arguments:**
+
+    - `fun`: the function to compile. It may itself be a PyTree (a Module, a
+        `Partial`, `model.__call__`): its arrays are traced too. Usable as
+        `@filter_jit` or `@filter_jit(donate=...)`.
+    - `donate`: which argument buffers XLA may reuse: `"all"`, `"all-except-first"`
+        (everything except the first argument's arrays), `"warn"` /
+        `"warn-except-first"` (the same, without silencing JAX's "donated buffers
+        were not usable" warning), or `"none"` (default).
+    - `**jitkwargs`: passed to `jax.jit` (not `static_argnums`, `static_argnames`,
+        `donate_argnums`, `in_shardings` or `out_shardings`).
+
+    **Returns:** the compiled function (a Module). Non-array outputs are returned as
+    they are. It has `.lower(*args, **kwargs)`, and it does not block: it returns as
+    soon as `jax.jit` does. A failed [`ecliptic.error_if`][] raises
+    [`ecliptic.EquinoxRuntimeError`][] with its message.
+    """
+    if fun is None:
+        return ft.partial(filter_jit, donate=donate, **jitkwargs)
+    _check_jitkwargs(jitkwargs)
+    if donate not in _DONATE_MODES:
+        raise ValueError(
+            "filter_jit expected `donate` to be one of 'all', 'all-except-first', "
+            f"'warn', 'warn-except-first' or 'none', but got {donate!r}. Fix: pass "
+            "one of those, e.g. donate='all'."
+        )
+    if not callable(fun):
+        raise TypeError(
+            f"filter_jit expected a callable, but got {type(fun).__name__} {fun!r}. "
+            "Fix: pass the function itself: `filter_jit(f)`, not `filter_jit(f())`."
+        )
+    dispatch = Dispatcher(fun, donate, jitkwargs)
+    wrapper = _JitWrapper(
+        fn=dispatch.name, _dynamic_fun=dispatch.fun_arrays, _dispatch=dispatch
+    )
+    return module_update_wrapper(wrapper)

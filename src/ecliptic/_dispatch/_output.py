@@ -1,0 +1,234 @@
+"""Outputs: what leaves the compiled function, and how the user's output is rebuilt.
+
+Only arrays ever reach JAX as outputs: JAX's C++ dispatch path is disabled for
+functions whose outputs hold non-array leaves (say, a model with an activation
+function in it). An output made of arrays in tuples, lists, dicts and `None` leaves
+`jax.jit` as it is. Any other output (non-array leaves, or a Module anywhere in it)
+comes back as a `_Packed`: a PyTree node whose children are the output arrays and
+whose auxiliary data is a `Rebuild` (the treedef and the non-array leaves, kept by
+JAX per compiled signature). Users never see a `_Packed`, so `type(out) is _Packed`
+tells the two kinds apart.
+
+`Rebuild` unflattens with `jax.tree_util` on its first call. From its second call on
+it runs a generated straight-line builder for its structure: each Module is made
+with `object.__new__` and its `__dict__` filled in place (what the Module's own
+unflatten does, without a call per node), and each outermost Module of the output is
+memoised (`_memo.record`) with its arrays, so that a training step's model and
+optimiser state need no flatten when they come back in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+
+from .._filters import is_array
+from .._module import Module
+from ._memo import MEMO_MIN_LEAVES, record, token_for
+
+
+# The array types a guard or a memo entry accepts as array leaves (a jax.Array that
+# is not a tracer, and NumPy arrays).
+ARRAY_TYPES = frozenset({type(jnp.zeros(())), np.ndarray})
+_ARRAY_CLASSES = (jax.Array, np.ndarray, np.generic)
+# A generated builder longer than this many lines is not made (its compile time
+# would pass the time of many calls); the output is unflattened by `jax.tree_util`
+# instead, about twice as slow per Module.
+MAX_BUILDER_LINES = 100_000
+
+
+class _Packed(tuple):
+    """`(rebuild, arrays)`: what a compiled function returns when the user's output
+    is not just arrays in built-in containers."""
+
+    __slots__ = ()
+
+
+jtu.register_pytree_node(
+    _Packed,
+    lambda p: (p[1], p[0]),
+    lambda rebuild, arrays: _Packed((rebuild, arrays)),
+)
+
+
+def _has_module(treedef: Any) -> bool:
+    data = treedef.node_data()
+    if data is None:
+        return False
+    typ = data[0]
+    if isinstance(typ, type) and issubclass(typ, Module):
+        return True
+    return any(map(_has_module, treedef.children()))
+
+
+def split_output(out: Any) -> Any:
+    """At trace time: `out` itself if it is arrays in built-in containers, else a
+    `_Packed` of its arrays and its `Rebuild`."""
+    leaves, treedef = jtu.tree_flatten(out)
+    if all(map(is_array, leaves)) and not _has_module(treedef):
+        return out
+    static = tuple(None if is_array(x) else x for x in leaves)
+    arrays = [x for x in leaves if is_array(x)]
+    return _Packed((Rebuild(treedef, static), arrays))
+
+
+def finish(out: Any) -> Any:
+    """The user's output from what the compiled function returned."""
+    if type(out) is _Packed:
+        return out[0](out[1])
+    return out
+
+
+class Rebuild:
+    """Rebuilds one output structure from its arrays (see the module docstring)."""
+
+    __slots__ = ("treedef", "static", "build")
+
+    def __init__(self, treedef: Any, static: tuple):
+        self.treedef = treedef
+        self.static = static
+        self.build: Any = None
+
+    def __call__(self, arrays: list) -> Any:
+        build = self.build
+        if build is not None:
+            return build(arrays)
+        # First call: the generic unflatten; the builder is made on the second.
+        self.build = self.generic
+        out = self.generic(arrays)
+        try:
+            self.build = make_builder(self.treedef, self.static, arrays)
+        except (_Unsupported, RecursionError, SyntaxError, MemoryError):
+            pass
+        return out
+
+    def generic(self, arrays: list) -> Any:
+        it = iter(arrays)
+        leaves = [next(it) if s is None else s for s in self.static]
+        return jtu.tree_unflatten(self.treedef, leaves)
+
+
+class _Unsupported(Exception):
+    """An output structure the builder does not write; `jax.tree_util` rebuilds it."""
+
+
+class _Writer:
+    def __init__(self, static: tuple, arrays: list):
+        self.lines: list[str] = []
+        self.consts: dict[str, Any] = {
+            "new": object.__new__,
+            "record": record,
+        }
+        self.names: dict[int, str] = {}
+        self.static = static
+        self.arrays = arrays
+        self.leaf = 0  # position in `static`
+        self.array = 0  # position in `arrays`
+        self.count = 0
+
+    def var(self, prefix: str = "o") -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def const(self, value: Any) -> str:
+        name = self.names.get(id(value))
+        if name is None:
+            name = self.names[id(value)] = f"k{len(self.consts)}"
+            self.consts[name] = value
+        return name
+
+    def node(self, treedef: Any, conts: list | None) -> str:
+        """Writes the statements that build one node; returns its expression."""
+        data = treedef.node_data()
+        if data is None:  # a leaf
+            s = self.static[self.leaf]
+            self.leaf += 1
+            if s is None:
+                self.array += 1
+                return f"a[{self.array - 1}]"
+            return self.const(s)
+        typ, aux = data
+        subs = treedef.children()
+        if typ is type(None):
+            return "None"
+        if typ is tuple:
+            return "(" + "".join(f"{self.node(t, conts)}, " for t in subs) + ")"
+        if typ is list or typ is dict:
+            items = [self.node(t, conts) for t in subs]
+            var = self.var("c")
+            if typ is list:
+                self.lines.append(f"{var} = [{', '.join(items)}]")
+                if conts is not None:
+                    conts.append(var)
+            else:
+                pairs = ", ".join(
+                    f"{self.const(k)}: {v}" for k, v in zip(aux, items, strict=True)
+                )
+                self.lines.append(f"{var} = {{{pairs}}}")
+                if conts is not None:
+                    conts += [f"{var}.keys()", f"{var}.values()"]
+            return var
+        if issubclass(typ, tuple) and hasattr(typ, "_fields") and aux is None:
+            items = [self.node(t, conts) for t in subs]
+            return f"{self.const(typ)}({', '.join(items)})"
+        if issubclass(typ, Module):
+            return self.module(treedef, typ, aux, subs, conts)
+        raise _Unsupported(f"node type {typ!r}")
+
+    def module(self, treedef, typ, aux, subs, conts: list | None) -> str:
+        info = typ._ecliptic_info
+        if type(aux) is not tuple or len(aux) != len(info.static):
+            raise _Unsupported("Module with unset fields or wrapper attributes")
+        outermost = conts is None
+        inner: list = [] if outermost else conts  # type: ignore[assignment]
+        start_leaf, start = self.leaf, self.array
+        children = [self.node(t, inner) for t in subs]
+        var = self.var()
+        values = children + [self.const(v) for v in aux]
+        names = info.dynamic + info.static
+        self.lines.append(f"{var} = new({self.const(typ)})")
+        if names:
+            self.lines.append(f"d = {var}.__dict__")
+            self.lines += [f"d[{n!r}] = {v}" for n, v in zip(names, values)]
+        if outermost and treedef.num_leaves >= MEMO_MIN_LEAVES:
+            self.memoise(var, treedef, start_leaf, start, inner)
+        return var
+
+    def memoise(self, var: str, treedef, start_leaf: int, start: int, conts) -> None:
+        leaves = []
+        it = iter(self.arrays[start : self.array])
+        for s in self.static[start_leaf : self.leaf]:
+            leaves.append(next(it) if s is None else s)
+        token = token_for(treedef, leaves)
+        if token is None:
+            return
+        c = f"({', '.join(conts)},)" if conts else "None"
+        self.lines.append(
+            f"record({var}, a[{start}:{self.array}], {self.const(token)}, {c})"
+        )
+
+
+def make_builder(treedef: Any, static: tuple, arrays: list):
+    """A generated function `build(arrays)` equal to `Rebuild.generic` for this
+    structure, which also memoises the outermost Modules it makes.
+
+    **Raises:** `_Unsupported` for a structure it does not write (another PyTree node
+    type, a Module with unset fields, or more than `MAX_BUILDER_LINES` lines).
+    """
+    if not all(type(x) in ARRAY_TYPES for x in arrays):
+        raise _Unsupported("array types")
+    w = _Writer(static, arrays)
+    expr = w.node(treedef, None)
+    if len(w.lines) > MAX_BUILDER_LINES:
+        raise _Unsupported("too long")
+    body = "\n".join(f"    {line}" for line in w.lines)
+    src = f"def build(a):\n{body}\n    return {expr}\n"
+    namespace = dict(w.consts)
+    exec(compile(src, "<ecliptic filter_jit output>", "exec"), namespace)
+    build = namespace["build"]
+    build.source = src
+    return build

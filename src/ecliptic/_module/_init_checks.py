@@ -1,0 +1,142 @@
+"""The checks that run once a Module's `__init__` has returned: every field set, no
+undeclared attribute, converters applied, field warnings, `__check_init__`; and the
+messages for assignments that are mistakes (see `_module.py` for when they run)."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import jax
+import jax.tree_util as jtu
+
+from .._filters import is_array, is_inexact_array_like
+from ._class_info import ClassInfo
+from ._flatten import WRAPPER_FIELD_NAMES
+
+
+# Types of the callables that `jax` transformations return: a field holding one may
+# hide parameters from the PyTree (see `warn_transformed`).
+TRANSFORM_TYPES: frozenset[type] = frozenset(
+    type(transform(lambda x: x))
+    for transform in (
+        jax.jit,
+        jax.grad,
+        jax.vmap,
+        jax.value_and_grad,
+        jax.jacfwd,
+        jax.jacrev,
+        jax.hessian,
+        jax.custom_jvp,
+        jax.custom_vjp,
+        jax.checkpoint,
+    )
+)
+
+_setattr = object.__setattr__
+
+
+def check_assigned_names(cls: type, info: ClassInfo, obj: Any) -> None:
+    """Raises if `__init__` assigned an attribute that is not a declared field."""
+    for name in obj.__dict__:
+        if name not in info.names_set and name not in WRAPPER_FIELD_NAMES:
+            if name == "__orig_class__":
+                continue
+            raise dataclasses.FrozenInstanceError(
+                f"cannot assign to field {name!r}: {cls.__qualname__} declares no "
+                f"field {name!r}. Declare it in the class body (`{name}: <type>`) "
+                "before assigning it in `__init__`."
+            )
+
+
+def _warn_static_and_init_false(cls: type, info: ClassInfo, obj: Any) -> None:
+    for name in info.static:
+        value = getattr(obj, name)
+        if any(is_array(x) for x in jtu.tree_leaves(value)):
+            warnings.warn(
+                f"{cls.__qualname__}.{name} is a static field but was given a JAX or "
+                "NumPy array. Static values are part of the PyTree structure: they "
+                "are never traced or differentiated, and a new value recompiles. "
+                f"Declare `{name}` without `static=True` if it holds parameters.",
+                stacklevel=3,
+            )
+    for name in info.init_false:
+        value = getattr(obj, name, None)
+        if any(is_inexact_array_like(x) for x in jtu.tree_leaves(value)):
+            warnings.warn(
+                f"{cls.__qualname__}.{name} is declared with `field(init=False)` and "
+                "holds floating-point arrays. It is a PyTree leaf like any other "
+                "field: "
+                "`jax.grad` differentiates it directly, not the fields it was "
+                "computed from. Compute it in a method or property instead, so that "
+                "gradients flow to its inputs.",
+                stacklevel=3,
+            )
+
+
+def finish_init(cls: type, info: ClassInfo, obj: Any) -> None:
+    """Runs after `__init__`: fields set, converters, warnings, `__check_init__`."""
+    d = obj.__dict__
+    if not d.keys() >= info.names_set:
+        for name in info.names:
+            if name not in d and not hasattr(cls, name):
+                raise TypeError(
+                    f"Field {name!r} was not initialized. {cls.__qualname__}.__init__ "
+                    f"must assign every field; add `self.{name} = ...` to it, or give "
+                    f"the field a default in the class body."
+                )
+    if not info.needs_post_init:
+        return
+    for name, converter in info.converters:
+        _setattr(obj, name, converter(getattr(obj, name)))
+    if info.static or info.init_false:
+        _warn_static_and_init_false(cls, info, obj)
+    for check in info.check_inits:
+        check(obj)
+
+
+def method_in_init_error(obj: Any, name: str, method_name: str) -> ValueError:
+    """`self.{name} = self.{method_name}` in `__init__`: a Module inside itself."""
+    return ValueError(
+        f"Cannot assign methods in __init__: `self.{name} = self.{method_name}` would "
+        f"store {type(obj).__name__} inside itself, which is not a tree. Use a "
+        "property instead:\n"
+        "    @property\n"
+        f"    def {name}(self):\n"
+        f"        return self.{method_name}"
+    )
+
+
+def warn_transformed(cls: type, name: str, value: Any) -> None:
+    """Warns if `value`, a JAX-transformed callable, wraps something that holds
+    parameters (which would then be invisible to the Module's PyTree)."""
+    inner = value
+    while True:
+        inner = getattr(inner, "__wrapped__", None)
+        if inner is None:
+            return
+        try:
+            leaves = jtu.tree_leaves(inner)
+        except Exception:  # noqa: BLE001 - any non-PyTree callable: nothing to warn about
+            return
+        if any(is_array(x) or isinstance(x, (int, float, complex)) for x in leaves):
+            warnings.warn(
+                f"{cls.__module__}.{cls.__qualname__}.{name} is assigned a "
+                "JAX-transformed callable (e.g. `jax.vmap(layer)`) that holds "
+                "parameters. Such callables are not PyTrees, so those parameters "
+                "will never be trained. Store the layer itself and apply the "
+                "transformation in `__call__`, or use the filtered transformation "
+                "(e.g. `ecliptic.filter_vmap(layer)`), which is a PyTree.",
+                stacklevel=3,
+            )
+            return
+
+
+def frozen_error(obj: Any, name: str) -> dataclasses.FrozenInstanceError:
+    """Assigning to a Module after its `__init__`."""
+    return dataclasses.FrozenInstanceError(
+        f"cannot assign to field {name!r}: {type(obj).__qualname__} is immutable once "
+        f"created. Make a modified copy instead: `ecliptic.tree_at(lambda m: "
+        f"m.{name}, model, new_value)`."
+    )

@@ -1,0 +1,231 @@
+"""What the `nn` layer files share: default and compute dtypes, the default
+initialiser, argument checks, and helpers for wrappers that swap a layer's weight.
+
+Every `nn` family file may import this module; it imports no `nn` sibling. A helper
+that two or more layer files need lives here, not in one layer's file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import jax.tree_util as jtu
+import numpy as np
+from jaxtyping import Array, PRNGKeyArray
+
+
+# --- dtypes ---------------------------------------------------------------------
+
+
+def default_floating_dtype() -> Any:
+    """`float64` when JAX runs in 64-bit mode, else `float32`."""
+    return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+
+
+def param_dtype(dtype: Any) -> Any:
+    """The dtype of a layer's parameters: `dtype`, or `default_floating_dtype()`
+    when `dtype` is `None`."""
+    return default_floating_dtype() if dtype is None else dtype
+
+
+def compute_dtype(dtype: Any) -> Any:
+    """The dtype to compute statistics in: `dtype` promoted to at least float32."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.result_type(dtype, jnp.float32)
+
+
+# --- initialisation ---------------------------------------------------------------
+
+
+def default_init(
+    key: PRNGKeyArray, shape: tuple[int, ...], dtype: Any, lim: float
+) -> Array:
+    """Draws `U(-lim, lim)` of `shape` and `dtype` (PyTorch's default for layers).
+
+    Complex dtypes draw the real and imaginary parts independently, from the two
+    halves of `key`. The draws are the same as Equinox's for the same key.
+
+    **Arguments:**
+
+    - `key`: a PRNG key.
+    - `shape`: the shape to draw.
+    - `dtype`: a floating or complex dtype.
+    - `lim`: the half-width of the interval.
+
+    **Returns:** an array of `shape` and `dtype`.
+    """
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        real = jnp.finfo(dtype).dtype
+        rkey, ikey = jr.split(key, 2)
+        re = jr.uniform(rkey, shape, real, minval=-lim, maxval=lim)
+        im = jr.uniform(ikey, shape, real, minval=-lim, maxval=lim)
+        return re.astype(dtype) + 1j * im.astype(dtype)
+    return jr.uniform(key, shape, dtype, minval=-lim, maxval=lim)
+
+
+# --- argument checks --------------------------------------------------------------
+
+
+def owner_name(layer: Any) -> str:
+    """`"ecliptic.nn.<class name>"`: the subject of a constructor's messages."""
+    return f"ecliptic.nn.{type(layer).__name__}"
+
+
+def check_features(owner: str, name: str, value: Any) -> int:
+    """Validates an `int | "scalar"` size and returns the stored size.
+
+    **Arguments:**
+
+    - `owner`: the layer named in the message, e.g. `"ecliptic.nn.Linear"`.
+    - `name`: the argument's name, e.g. `"in_features"`.
+    - `value`: the argument: a non-negative int or the string `"scalar"`.
+
+    **Returns:** `value`, or `1` for `"scalar"`.
+    """
+    if value == "scalar" and isinstance(value, str):
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{owner}: `{name}` must be a non-negative int or the string 'scalar', "
+            f"but got {value!r} of type {type(value).__name__}."
+        )
+    if value < 0:
+        raise ValueError(
+            f"{owner}: `{name}` must be a non-negative int or 'scalar', but got "
+            f"{value}. Pass the size of the vector, e.g. `{name}=16`."
+        )
+    return value
+
+
+def ntuple(owner: str, name: str, value: Any, n: int) -> tuple[int, ...]:
+    """One int per spatial axis: `3 -> (3, 3)` for `n=2`.
+
+    **Arguments:**
+
+    - `owner`: the layer named in the message.
+    - `name`: the argument's name, e.g. `"kernel_size"`.
+    - `value`: an int, or a sequence of `n` ints.
+    - `n`: the number of spatial axes.
+
+    **Returns:** a tuple of `n` ints.
+    """
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != n:
+            raise ValueError(
+                f"{owner}: `{name}` must be an int or a sequence of {n} ints (one "
+                f"per spatial axis), but got {value!r} of length {len(value)}."
+            )
+        return tuple(int(v) for v in value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (int(value),) * n
+    raise TypeError(
+        f"{owner}: `{name}` must be an int or a sequence of {n} ints, but got "
+        f"{value!r} of type {type(value).__name__}."
+    )
+
+
+def check_windows_fit(
+    subject: Callable[[], str],
+    shape: tuple[int, ...],
+    pads: Sequence[tuple[int, int]],
+    windows: Sequence[int],
+    what: str,
+    fix: str,
+) -> None:
+    """Each spatial axis of an input `(channels, *spatial)`, once padded, must hold
+    at least one window (a kernel of a convolution or pooling layer).
+
+    **Arguments:**
+
+    - `subject`: gives the layer's name for the message (only called on error).
+    - `shape`: the input's shape, channels first.
+    - `pads`: one `(low, high)` padding per spatial axis.
+    - `windows`: the window size on each spatial axis.
+    - `what`: what the window is called in the message, e.g. `"kernel size"`.
+    - `fix`: the sentence that ends the message, saying what to change.
+
+    **Returns:** `None`; raises `ValueError` for the first axis that is too small.
+    """
+    for i, (size, (lo, hi), k) in enumerate(zip(shape[1:], pads, windows, strict=True)):
+        if size + lo + hi < k:
+            raise ValueError(
+                f"{subject()} got `x` of shape {tuple(shape)}: spatial axis {i + 1} "
+                f"has size {size}, padded to {size + lo + hi}, which is smaller than "
+                f"the {what} {k}. {fix}"
+            )
+
+
+# --- wrappers that substitute a weight (SpectralNorm, WeightNorm) -----------------
+
+
+def children(node: Any) -> tuple[list[tuple[Any, Any]], Any]:
+    """One level of `node`: its `(key, child)` pairs and the treedef to rebuild it.
+
+    A leaf comes back as the single pair `(None, node)`.
+    """
+    pairs, treedef = jtu.tree_flatten_with_path(node, is_leaf=lambda y: y is not node)
+    return [(path[0] if path else None, child) for path, child in pairs], treedef
+
+
+def with_attr(node: Any, name: str, value: Any) -> Any:
+    """A copy of the pytree node `node` whose child attribute `name` is `value`.
+
+    Used by wrappers (`SpectralNorm`, `WeightNorm`) that substitute a parameter of
+    the layer they wrap. Raises `ValueError` if `name` is not a child of `node`
+    (e.g. a static field).
+
+    **Arguments:**
+
+    - `node`: a pytree node, usually a layer.
+    - `name`: the name of one of its child attributes.
+    - `value`: the new child.
+
+    **Returns:** a node of the same type with `name` replaced.
+    """
+    pairs, treedef = children(node)
+    new, found = [], False
+    for key, child in pairs:
+        if isinstance(key, jtu.GetAttrKey) and key.name == name:
+            new.append(value)
+            found = True
+        else:
+            new.append(child)
+    if not found:
+        raise ValueError(
+            f"{type(node).__name__} expected `{name}` to be an array field (a pytree "
+            f"child), but it is not among its children "
+            f"{[k.name for k, _ in pairs if isinstance(k, jtu.GetAttrKey)]}. Pass the "
+            "name of an array field, e.g. `weight_name='weight'`."
+        )
+    return jtu.tree_unflatten(treedef, new)
+
+
+def matrix_weight(layer: Any, weight_name: str, subject: str, min_ndim: int) -> Array:
+    """`getattr(layer, weight_name)`, checked to be an array of rank >= `min_ndim`.
+
+    **Arguments:**
+
+    - `layer`: the wrapped layer.
+    - `weight_name`: the name of its weight attribute.
+    - `subject`: the wrapper named in the message.
+    - `min_ndim`: the fewest axes the weight may have.
+
+    **Returns:** the weight.
+    """
+    weight = getattr(layer, weight_name, None)
+    if not hasattr(weight, "ndim") or weight.ndim < min_ndim:  # pyright: ignore
+        got = (
+            f"shape {tuple(weight.shape)}"  # pyright: ignore
+            if hasattr(weight, "shape")
+            else f"an object of type {type(weight).__name__}"
+        )
+        raise ValueError(
+            f"{subject} expected `layer.{weight_name}` to be an array with at least "
+            f"{min_ndim} axes, but got {got}. Pass the name of the layer's weight "
+            "matrix, e.g. `weight_name='weight'`."
+        )
+    return weight  # pyright: ignore
