@@ -44,6 +44,7 @@ import jax.tree_util as jtu
 from .._filters import is_array
 from .._module import is_initialising, Module
 from .._pytree import flatten_one_level
+from ._codegen import Namespace
 from ._memo import fresh, MEMO, MEMO_MIN_LEAVES, record, token_for
 from ._output import ARRAY_TYPES
 
@@ -55,24 +56,12 @@ class _Unsupported(Exception):
 class _Code:
     """The source lines, constants and array variables of one generated function."""
 
-    def __init__(self, consts: dict[str, Any], names: dict[int, str], counter: list):
+    def __init__(self, ns: Namespace):
         self.lines: list[str] = []
         self.arrays: list[str] = []
         self.conts: list[str] = []
         self.memo_safe = True
-        self.consts, self.names, self.counter = consts, names, counter
-
-    def var(self) -> str:
-        self.counter[0] += 1
-        return f"v{self.counter[0]}"
-
-    def const(self, value: Any) -> str:
-        # One name per distinct object (types recur at every node of a class).
-        name = self.names.get(id(value))
-        if name is None:
-            name = self.names[id(value)] = f"k{len(self.consts)}"
-            self.consts[name] = value
-        return name
+        self.const, self.var = ns.const, ns.var
 
     def fail_unless(self, condition: str) -> None:
         self.lines.append(f"if not ({condition}): return None")
@@ -94,22 +83,22 @@ class _Builder:
     outermost Module."""
 
     def __init__(self, leaves: list):
-        self.consts: dict[str, Any] = {
-            "memo_get": MEMO.get,
-            "fresh": fresh,
-            "record": record,
-            "initialising": is_initialising,
-            "one_level": flatten_one_level,
-        }
-        self.names: dict[int, str] = {}
-        self.counter = [0]
+        self.ns = Namespace(
+            {
+                "memo_get": MEMO.get,
+                "fresh": fresh,
+                "record": record,
+                "initialising": is_initialising,
+                "one_level": flatten_one_level,
+            }
+        )
         self.leaves = leaves
         self.cursor = 0
         self.walks: list[str] = []
         self.lines_total = 0
 
     def code(self) -> _Code:
-        return _Code(self.consts, self.names, self.counter)
+        return _Code(self.ns)
 
     def leaf(self, c: _Code, var: str, obj: Any) -> None:
         expected = self.leaves[self.cursor]
@@ -303,9 +292,8 @@ def make_guard(args: tuple, leaves: list, treedef: Any) -> tuple[Callable, int, 
         raise ValueError("unguardable: leaf count")
     body = top.lines + [f"return [{', '.join(top.arrays)}]"]
     src = "\n".join(b.walks) + _function("guard", "args", body)
-    namespace = dict(b.consts)
-    exec(compile(src, "<ecliptic filter_jit guard>", "exec"), namespace)
-    return namespace["guard"], len(top.lines) + b.lines_total, src
+    guard = b.ns.define(src, "<ecliptic filter_jit guard>", "guard")
+    return guard, len(top.lines) + b.lines_total, src
 
 
 __all__ = ["Guard", "make_guard"]

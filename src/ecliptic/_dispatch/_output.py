@@ -28,6 +28,7 @@ import numpy as np
 
 from .._filters import is_array
 from .._module import Module
+from ._codegen import Namespace
 from ._memo import MEMO_MIN_LEAVES, record, token_for
 
 
@@ -119,27 +120,12 @@ class _Unsupported(Exception):
 class _Writer:
     def __init__(self, static: tuple, arrays: list):
         self.lines: list[str] = []
-        self.consts: dict[str, Any] = {
-            "new": object.__new__,
-            "record": record,
-        }
-        self.names: dict[int, str] = {}
+        self.ns = Namespace({"new": object.__new__, "record": record})
+        self.const, self.var = self.ns.const, self.ns.var
         self.static = static
         self.arrays = arrays
         self.leaf = 0  # position in `static`
         self.array = 0  # position in `arrays`
-        self.count = 0
-
-    def var(self, prefix: str = "o") -> str:
-        self.count += 1
-        return f"{prefix}{self.count}"
-
-    def const(self, value: Any) -> str:
-        name = self.names.get(id(value))
-        if name is None:
-            name = self.names[id(value)] = f"k{len(self.consts)}"
-            self.consts[name] = value
-        return name
 
     def node(self, treedef: Any, conts: list | None) -> str:
         """Writes the statements that build one node; returns its expression."""
@@ -227,8 +213,6 @@ def make_builder(treedef: Any, static: tuple, arrays: list):
         raise _Unsupported("too long")
     body = "\n".join(f"    {line}" for line in w.lines)
     src = f"def build(a):\n{body}\n    return {expr}\n"
-    namespace = dict(w.consts)
-    exec(compile(src, "<ecliptic filter_jit output>", "exec"), namespace)
-    build = namespace["build"]
+    build = w.ns.define(src, "<ecliptic filter_jit output>", "build")
     build.source = src
     return build
