@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 import optax
+from _floors import fed, flat_train_step
 from flax import nnx
 
 import ecliptic
@@ -242,45 +243,23 @@ def _canonical(lib, key: int):
     optim = optax.adam(1e-2)
     opt_state = optim.init(lib.filter(model, lib.is_array))
 
-    def loss_fn(model, x, y):
-        return jnp.mean((jax.vmap(model)(x) - y) ** 2)
-
     @lib.filter_jit
     def step(model, opt_state, x, y):
-        loss, grads = lib.filter_value_and_grad(loss_fn)(model, x, y)
+        loss, grads = lib.filter_value_and_grad(_canonical_loss)(model, x, y)
         updates, opt_state = optim.update(grads, opt_state)
         return lib.apply_updates(model, updates), opt_state, loss
 
     return step, [model, opt_state]
 
 
+def _canonical_loss(model, x, y):
+    return jnp.mean((jax.vmap(model)(x) - y) ** 2)
+
+
 def _canonical_floor(key: int, width: int = 64):
-    """The same step under `jax.jit` on the flat list of the model's arrays, with the
-    optax state of that list."""
+    """The same step under `jax.jit` on the flat list of the model's arrays."""
     model = ecliptic.nn.MLP(CANON_IN, 1, width, 3, key=jax.random.PRNGKey(key))
-    params, static = ecliptic.partition(model, ecliptic.is_array)
-    leaves, treedef = jtu.tree_flatten(params)
-    optim = optax.adam(1e-2)
-
-    @jax.jit
-    def step(leaves, opt_state, x, y):
-        def loss_fn(leaves):
-            m = ecliptic.combine(jtu.tree_unflatten(treedef, leaves), static)
-            return jnp.mean((jax.vmap(m)(x) - y) ** 2)
-
-        loss, grads = jax.value_and_grad(loss_fn)(leaves)
-        updates, opt_state = optim.update(grads, opt_state)
-        return optax.apply_updates(leaves, updates), opt_state, loss
-
-    return step, [leaves, optim.init(leaves)]
-
-
-def _feed(step, state, x, y):
-    def call():
-        state[0], state[1], loss = step(state[0], state[1], x, y)
-        return loss
-
-    return call
+    return flat_train_step(model, optax.adam(1e-2), _canonical_loss)
 
 
 def _alternate(step, a, b, x, y):
@@ -305,10 +284,10 @@ def _canonical_calls(alternate: bool):
         g_step, g_state = _canonical_floor(2, 32)
         # The same two models, each under a plain jax.jit of its own.
         calls["floor"] = _alternate_two(
-            _feed(f_step, f_state, x, y), _feed(g_step, g_state, x, y)
+            fed(f_step, f_state, x, y), fed(g_step, g_state, x, y)
         )
     else:
-        calls["floor"] = _feed(f_step, f_state, x, y)
+        calls["floor"] = fed(f_step, f_state, x, y)
     for name, lib in (("ecliptic", ecliptic), ("equinox", eqx)):
         step, state = _canonical(lib, 0)
         if alternate:
@@ -317,7 +296,7 @@ def _canonical_calls(alternate: bool):
             optim_state = optax.adam(1e-2).init(lib.filter(other, lib.is_array))
             calls[name] = _alternate(step, state, [other, optim_state], x, y)
         else:
-            calls[name] = _feed(step, state, x, y)
+            calls[name] = fed(step, state, x, y)
     return calls
 
 

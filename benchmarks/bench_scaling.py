@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import jax.tree_util as jtu
 import optax
+from _floors import fed, flat_train_step
 
 import ecliptic
 
@@ -79,13 +80,7 @@ def _step(lib, depth: int, x, y):
         updates, opt_state = optim.update(grads, opt_state)
         return lib.apply_updates(model, updates), opt_state, loss
 
-    state = [model, opt_state]
-
-    def call():
-        state[0], state[1], loss = step(state[0], state[1], x, y)
-        return loss
-
-    return call
+    return fed(step, [model, opt_state], x, y)
 
 
 def _floor_forward(depth: int, x):
@@ -101,28 +96,8 @@ def _floor_forward(depth: int, x):
 
 
 def _floor_step(depth: int, x, y):
-    model = _stack(ecliptic, depth)
-    params, static = ecliptic.partition(model, ecliptic.is_array)
-    leaves, treedef = jtu.tree_flatten(params)
-    optim = optax.adam(1e-3)
-
-    @jax.jit
-    def step(leaves, opt_state, x, y):
-        def loss(leaves):
-            m = ecliptic.combine(jtu.tree_unflatten(treedef, leaves), static)
-            return _loss(m, x, y)
-
-        value, grads = jax.value_and_grad(loss)(leaves)
-        updates, opt_state = optim.update(grads, opt_state)
-        return optax.apply_updates(leaves, updates), opt_state, value
-
-    state = [leaves, optim.init(leaves)]
-
-    def call():
-        state[0], state[1], value = step(state[0], state[1], x, y)
-        return value
-
-    return call
+    step, state = flat_train_step(_stack(ecliptic, depth), optax.adam(1e-3), _loss)
+    return fed(step, state, x, y)
 
 
 def _nnx_forward(depth: int, x):
