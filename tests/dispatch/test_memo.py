@@ -290,3 +290,24 @@ def test_memo_and_ordinary_paths_share_one_trace():
         np.testing.assert_allclose(jf(model, jnp.ones(3)), jnp.tanh(1.0) + 1, rtol=1e-6)
     assert is_memoised(model) and dispatch_info(jf).guard_calls == 3
     assert len(f.traces) == 1
+
+
+def test_small_model_passed_again_is_served_and_released(getkey):
+    # A small Module (walked, not memoised) passed again is served by its guard's
+    # identity check; the guard holds it weakly, so its arrays go with it.
+    f = counted(lambda m, x: m(x))
+    jf = ecliptic.filter_jit(f)
+    model, x = linear(getkey), jnp.arange(3.0)
+    for _ in range(4):
+        np.testing.assert_allclose(jf(model, x), model(x), rtol=1e-6)
+    assert len(f.traces) == 1
+    assert dispatch_info(jf).guard_calls == 2
+    weight = weakref.ref(model.weight)
+    del model
+    gc.collect()
+    assert weight() is None
+    other = linear(getkey)  # a new object of the same structure: checked, not reused
+    np.testing.assert_allclose(jf(other, x), other(x), rtol=1e-6)
+    changed = Linear(other.weight, other.bias, name="other")  # another static value
+    np.testing.assert_allclose(jf(changed, x), changed(x), rtol=1e-6)
+    assert len(f.traces) == 2

@@ -28,7 +28,9 @@ types and equal static leaves, so the same compiled entry applies.
 The outermost Modules of each argument with at least `MEMO_MIN_LEAVES` leaves are
 looked up in the memo first: a model that a training step returned (the output builder
 memoised it) or a model passed again (memoised by its walk) costs one dict lookup,
-whatever its size. Smaller ones are checked inline. Any other PyTree node
+whatever its size. Smaller ones are checked inline, behind a `_Cell` that remembers
+(weakly) the last object seen at that position: the same object passed again costs
+one weak-reference call. Any other PyTree node
 type is checked through JAX's one-level flatten (its aux data compared with `==`);
 Modules below such a node are not memoised. Tracers, NumPy scalars and Modules whose
 `__init__` is running get no guard.
@@ -36,6 +38,7 @@ Modules below such a node are not memoised. Tracers, NumPy scalars and Modules w
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -193,12 +196,29 @@ class _Builder:
             c.lines.append(f"{child} = {d}[{name!r}]")
             self.node(c, child, obj.__dict__[name], sub, False)
 
+    def small(self, c: _Code, var: str, obj: Any, typ, aux, subtrees) -> None:
+        """A small outermost Module: its checks inline, skipped when it is the same
+        object as last time (if it holds no list or dict and no node of unknown
+        mutability)."""
+        inner = self.code()
+        self.module(inner, var, obj, typ, aux, subtrees)
+        if not inner.memo_safe or inner.conts:
+            c.lines += inner.lines
+            c.arrays += inner.arrays
+            return
+        k, r = c.const(_Cell()), c.var()
+        c.lines += [f"if {k}.ref() is {var}:", f"    {r} = {k}.arrays", "else:"]
+        c.lines += [f"    {line}" for line in inner.lines]
+        c.lines.append(f"    {r} = [{', '.join(inner.arrays)}]")
+        c.lines.append(f"    {k}.remember({var}, {r})")
+        c.arrays.append(f"*{r}")
+
     def memo_or_walk(self, c: _Code, var: str, obj: Any, treedef: Any) -> None:
         """An outermost Module: inline checks when it is small, else a memo hit or
         its generated walk."""
         typ, aux = treedef.node_data()
         if treedef.num_leaves < MEMO_MIN_LEAVES:
-            self.module(c, var, obj, typ, aux, treedef.children())
+            self.small(c, var, obj, typ, aux, treedef.children())
             return
         walk = self.code()
         start = self.cursor
@@ -228,6 +248,32 @@ class _Builder:
                 f"    if {r} is None: return None",
             ]
         c.arrays.append(f"*{r}")
+
+
+class _Cell:
+    """The last object a guard saw at one argument position, and its arrays: passed
+    again (inference), a small immutable Module costs one weak-reference call instead
+    of its checks. The reference is weak, and the arrays go when the object does."""
+
+    __slots__ = ("ref", "arrays", "_forget", "__weakref__")
+
+    def __init__(self):
+        self.ref: Any = _dead
+        self.arrays: list | None = None
+        self._forget = self.forget
+
+    def remember(self, obj: Any, arrays: list) -> None:
+        if not is_initialising(obj):
+            self.ref = weakref.ref(obj, self._forget)
+            self.arrays = arrays
+
+    def forget(self, ref: Any) -> None:
+        if self.ref is ref:
+            self.ref, self.arrays = _dead, None
+
+
+def _dead() -> None:
+    return None
 
 
 def _function(name: str, arg: str, body: list[str]) -> str:
