@@ -250,19 +250,29 @@ class _Builder:
         c.arrays.append(f"*{r}")
 
 
+CELL_TRIES = 8
+
+
 class _Cell:
     """The last object a guard saw at one argument position, and its arrays: passed
     again (inference), a small immutable Module costs one weak-reference call instead
     of its checks. The reference is weak, and the arrays go when the object does."""
 
-    __slots__ = ("ref", "arrays", "_forget", "__weakref__")
+    __slots__ = ("ref", "arrays", "misses", "_forget", "__weakref__")
 
     def __init__(self):
         self.ref: Any = _dead
         self.arrays: list | None = None
+        self.misses = 0
         self._forget = self.forget
 
     def remember(self, obj: Any, arrays: list) -> None:
+        # After `CELL_TRIES` misses in a row (a training loop: a new object each
+        # call) it remembers only every 64th call, so a loop does not pay for weak
+        # references it never uses, and a later inference loop is still caught.
+        misses = self.misses = self.misses + 1
+        if misses > CELL_TRIES and misses & 63:
+            return
         if not is_initialising(obj):
             self.ref = weakref.ref(obj, self._forget)
             self.arrays = arrays
