@@ -129,13 +129,10 @@ class Ordinary:
                     entry = None
                 if entry is not None:
                     return entry, slot.dyn_get(leaves), slot
-        return self.resolve(args, kwargs, leaves, treedef, types)
+        return self.resolve(args, kwargs, leaves, treedef, types, slot)
 
-    def resolve(self, args, kwargs, leaves, treedef, types):
-        """A miss: make the slot and the compiled entry."""
-        slot = self.table.get(treedef)
-        if slot is None or slot.types != types:
-            slot = self.table.get((treedef, types))
+    def resolve(self, args, kwargs, leaves, treedef, types, slot: Slot | None):
+        """A miss: make the slot (if `None`) and the compiled entry."""
         if slot is None:
             mask = [isinstance(x, _ARRAY_CLASSES) for x in leaves]
             n_first_leaves = jtu.tree_structure(args[0]).num_leaves if args else 0
