@@ -44,7 +44,7 @@ from .._wrap import (
 )
 from ._guard import Guard, make_guard
 from ._ordinary import Ordinary, rebuild
-from ._output import _Packed, finish
+from ._output import finish, Packed
 
 
 _T = TypeVar("_T")
@@ -302,7 +302,7 @@ class _JitWrapper(MethodWrapper):
                 out = g.entry(self._dynamic_fun, dyn)
             except (_JaxRuntimeError, ValueError) as e:
                 _raise_translated(e)
-            if type(out) is _Packed:
+            if type(out) is Packed:
                 return out[0](out[1])
             return out
         except Exception as e:

@@ -26,8 +26,9 @@ import jax
 import jax.tree_util as jtu
 
 from .._caches import BoundedCache
+from .._filters import is_array
 from .._wrap import hashable_static, static_leaves
-from ._output import _ARRAY_CLASSES, split_output
+from ._output import split_output
 
 
 # Functions (with their static parts and jit options) with a dispatch table. Past it
@@ -134,7 +135,7 @@ class Ordinary:
     def resolve(self, args, kwargs, leaves, treedef, types, slot: Slot | None):
         """A miss: make the slot (if `None`) and the compiled entry."""
         if slot is None:
-            mask = [isinstance(x, _ARRAY_CLASSES) for x in leaves]
+            mask = list(map(is_array, leaves))
             n_first_leaves = jtu.tree_structure(args[0]).num_leaves if args else 0
             slot = Slot(types, mask, sum(mask[:n_first_leaves]))
             # The first type pattern seen for a treedef is keyed by the treedef alone.

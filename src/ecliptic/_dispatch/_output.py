@@ -4,9 +4,9 @@ Only arrays ever reach JAX as outputs: JAX's C++ dispatch path is disabled for
 functions whose outputs hold non-array leaves (say, a model with an activation
 function in it). An output made of arrays in tuples, lists, dicts and `None` leaves
 `jax.jit` as it is. Any other output (non-array leaves, or a Module anywhere in it)
-comes back as a `_Packed`: a PyTree node whose children are the output arrays and
+comes back as a `Packed`: a PyTree node whose children are the output arrays and
 whose auxiliary data is a `Rebuild` (the treedef and the non-array leaves, kept by
-JAX per compiled signature). Users never see a `_Packed`, so `type(out) is _Packed`
+JAX per compiled signature). Users never see a `Packed`, so `type(out) is Packed`
 tells the two kinds apart.
 
 `Rebuild` unflattens with `jax.tree_util` on its first call. From its second call on
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
@@ -42,14 +41,13 @@ from ._memo import MEMO_MIN_LEAVES, record, token_for
 # The array types a guard or a memo entry accepts as array leaves (a jax.Array that
 # is not a tracer, and NumPy arrays).
 ARRAY_TYPES = frozenset({type(jnp.zeros(())), np.ndarray})
-_ARRAY_CLASSES = (jax.Array, np.ndarray, np.generic)
 # A generated builder longer than this many lines is not made (its compile time
 # would pass the time of many calls); the output is unflattened by `jax.tree_util`
 # instead, about twice as slow per Module.
 MAX_BUILDER_LINES = 100_000
 
 
-class _Packed(tuple):
+class Packed(tuple):
     """`(rebuild, arrays)`: what a compiled function returns when the user's output
     is not just arrays in built-in containers."""
 
@@ -57,9 +55,9 @@ class _Packed(tuple):
 
 
 jtu.register_pytree_node(
-    _Packed,
+    Packed,
     lambda p: (p[1], p[0]),
-    lambda rebuild, arrays: _Packed((rebuild, arrays)),
+    lambda rebuild, arrays: Packed((rebuild, arrays)),
 )
 
 
@@ -75,18 +73,18 @@ def _has_module(treedef: Any) -> bool:
 
 def split_output(out: Any) -> Any:
     """At trace time: `out` itself if it is arrays in built-in containers, else a
-    `_Packed` of its arrays and its `Rebuild`."""
+    `Packed` of its arrays and its `Rebuild`."""
     leaves, treedef = jtu.tree_flatten(out)
     if all(map(is_array, leaves)) and not _has_module(treedef):
         return out
     static = tuple(None if is_array(x) else x for x in leaves)
     arrays = [x for x in leaves if is_array(x)]
-    return _Packed((Rebuild(treedef, static), arrays))
+    return Packed((Rebuild(treedef, static), arrays))
 
 
 def finish(out: Any) -> Any:
     """The user's output from what the compiled function returned."""
-    if type(out) is _Packed:
+    if type(out) is Packed:
         return out[0](out[1])
     return out
 
