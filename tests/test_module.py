@@ -630,6 +630,26 @@ def test_static():
     assert jtu.tree_structure(Static([1])) != jtu.tree_structure(Static([2]))
 
 
+def test_static_matches_the_general_construction_path():
+    # `Static` is built directly (it is made on every eager call of the custom-
+    # derivative and checkpoint transformations); the result is the same Module.
+    s = Static(value={"a": (1, None)})
+    assert s.value == {"a": (1, None)} and type(s) is Static
+    assert s == Static({"a": (1, None)}) and hash(s) == hash(Static({"a": (1, None)}))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s._leaves = ()  # pyright: ignore[reportAttributeAccessIssue]
+
+    class Sub(Static):
+        pass
+
+    assert Sub([3]).value == [3]
+
+
+def test_static_holding_an_array_warns():
+    with pytest.warns(UserWarning, match="Static._leaves is a static field"):
+        Static((1, np.ones(2)))
+
+
 def test_module_update_wrapper():
     class Wrapper(eqx.Module):
         fn: object

@@ -260,6 +260,46 @@ def _nested():
     return "user_nested"
 
 
+# A transformation used as a method is read through `MethodWrapper.__get__`, which
+# returns a `Partial` of the wrapper and the instance: its frame is hidden too.
+
+
+def _jit_method():
+    class M(eqx.Module):
+        w: jax.Array
+
+        @eqx.filter_jit
+        def user_jit_method(self, x):
+            return _boom(self.w, x)
+
+    M(jnp.ones(2)).user_jit_method(jnp.ones(2))
+    return "user_jit_method"
+
+
+def _grad_method():
+    class M(eqx.Module):
+        w: jax.Array
+
+        @eqx.filter_grad
+        def user_grad_method(self, x):
+            return _boom(self.w, x)
+
+    M(jnp.ones(2)).user_grad_method(jnp.ones(2))
+    return "user_grad_method"
+
+
+def _plain_method():
+    # No transformation: the frame of the bound method (a Module) is hidden.
+    class M(eqx.Module):
+        w: jax.Array
+
+        def user_method(self, x):
+            return _boom(self.w, x)
+
+    M(jnp.ones(2)).user_method(jnp.ones(2))
+    return "user_method"
+
+
 _CASES = {
     "filter_jit": (_jit, "user_jit"),
     "filter_grad": (_grad, "user_grad"),
@@ -284,6 +324,9 @@ _CASES = {
     "assert_max_traces": (_assert_max_traces, "user_traced"),
     "announce_transform": (_announce_transform, "user_announce"),
     "nested": (_nested, "user_nested"),
+    "filter_jit_method": (_jit_method, "user_jit_method"),
+    "filter_grad_method": (_grad_method, "user_grad_method"),
+    "method": (_plain_method, "user_method"),
 }
 
 

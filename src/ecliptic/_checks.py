@@ -3,7 +3,8 @@ deprecation helper, each written once.
 
 This module is on the ground floor: it imports only the standard library, JAX and
 NumPy, so every other module can raise from it. Other message builders (checkpoints,
-filter specs, PyTree descriptions) are in the sibling `_messages.py`.
+filter specs, PyTree descriptions, `tree_at`, Module construction, unhashable static
+leaves) are in `_messages.py`, one floor up.
 
 Every exception class here has `__module__ = "ecliptic"`, so tracebacks show the
 public name (`ecliptic.CheckpointError`); `__init__.py` re-exports the public ones.

@@ -32,6 +32,7 @@ from typing import Any
 import jax.tree_util as jtu
 
 from ._caches import BoundedCache
+from ._messages import describe_node, nested_selection_error
 from ._module import MISSING, Module
 from ._pytree import tree_flatten_one_level
 
@@ -201,12 +202,6 @@ def _call(where: Any, use_fn: bool, is_leaf: str | None = None) -> str:
     return f"`ecliptic.tree_at({_source_of(where)}, pytree, {arg}{extra})`"
 
 
-def _describe(node: Any) -> str:
-    if node is None:
-        return "`None`"
-    return f"a node of type `{type(node).__name__}`"
-
-
 #
 # Checking what `where` returned
 #
@@ -275,7 +270,7 @@ def _selected_nodes(where: Any, selected: Any, skeleton: _Skeleton, use_fn: bool
         return list(selected), False
     raise TypeError(
         "ecliptic.tree_at expected `where` to return a node of `pytree` or a "
-        f"sequence of nodes, but got {_describe(selected)}, which is neither: "
+        f"sequence of nodes, but got {describe_node(selected)}, which is neither: "
         f"{_call(where, use_fn)}. Fix: return the node itself, e.g. "
         "`where=lambda m: m.linear.weight`, or a tuple such as "
         "`where=lambda m: (m.linear.weight, m.linear.bias)`."
@@ -315,28 +310,20 @@ def _check_unique(where, nodes, skeleton, use_fn) -> None:
         if count == 0:
             raise ValueError(
                 f"ecliptic.tree_at expected `where` to return nodes of `pytree`, but "
-                f"selected node {k} ({_describe(node)}) is not part of `pytree`: "
+                f"selected node {k} ({describe_node(node)}) is not part of `pytree`: "
                 f"{_call(where, use_fn)}. Fix: return the node itself, e.g. "
                 "`where=lambda m: m.linear`, not a new object built from it."
             )
         if count > 1:
             fix_leaf = "lambda x: x is None" if node is None else "..."
             raise ValueError(
-                f"ecliptic.tree_at expected `where` to select nodes that occur once in "
-                f"`pytree`, but it selected {_describe(node)}, which occurs {count} "
-                f"times, so the place to replace is ambiguous: {_call(where, use_fn)}. "
+                "ecliptic.tree_at expected `where` to select nodes that occur once in "
+                f"`pytree`, but it selected {describe_node(node)}, which occurs "
+                f"{count} times, so the place to replace is ambiguous: "
+                f"{_call(where, use_fn)}. "
                 "`None` is an empty subtree and every `None` is the same object. "
                 f"Fix: treat it as a leaf: {_call(where, use_fn, fix_leaf)}."
             )
-
-
-def _nested_error(where: Any, k: int, node: Any, use_fn: bool) -> ValueError:
-    return ValueError(
-        f"ecliptic.tree_at expected the nodes that `where` selects to be disjoint, "
-        f"but node {k} ({_describe(node)}) lies inside another selected node: "
-        f"{_call(where, use_fn)}. Fix: select only the outer node, and build its "
-        "replacement with the inner change already made."
-    )
 
 
 #
@@ -370,7 +357,7 @@ def _edit_paths(where, pytree, skeleton, nodes, values, replace_fn, use_fn):
     for outer, inner in zip(order, order[1:]):
         if inner[: len(outer)] == outer:
             k = last[inner]
-            raise _nested_error(where, k, nodes[k], use_fn)
+            raise nested_selection_error(k, nodes[k], _call(where, use_fn))
     out = pytree
     for key in order:
         k = last[key]
@@ -410,7 +397,7 @@ def _edit_subtrees(where, skeleton, leaves, nodes, values, replace_fn, use_fn):
             out.append(values[k])
     for k, node in enumerate(nodes):
         if seen[targets[id(node)]] == 0:
-            raise _nested_error(where, k, node, use_fn)
+            raise nested_selection_error(k, node, _call(where, use_fn))
     return treedef.unflatten(out)
 
 

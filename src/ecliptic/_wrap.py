@@ -7,14 +7,16 @@ the same few pieces; each is written once here:
     written in a class body binds to the instance like a method.
 - `Lowered` / `Compiled`: what `.lower(...)` / `.lower(...).compile()` return.
 - `check_removed_kwargs`: the error for keyword arguments removed in Equinox 0.10.
-- `hashable_static` / `unhashable_static_error`: the error for static (non-array)
-    leaves that cannot be hashed, naming the offending leaf by its key path.
+- `hashable_static`: the check that static (non-array) leaves hash; its error
+    (`unhashable_static_error`, from `_messages.py`) names the offending leaf by its
+    key path.
 - `fun_names`, `name_like`, `fun_repr`: how a user's callable is named, in traced
     functions (so jaxprs and HLO show the user's name) and in messages.
 - `is_none`, `is_struct`, `static_equal`: small predicates used when splitting a
     transformation's inputs and outputs into traced and static parts.
-- `hide_internal_frames` / `api_boundary`: an error raised by the user's function
-    under a transformation shows the user's frames, not ecliptic's.
+- `hide_internal_frames` / `api_boundary` (from `_tracebacks.py`, re-exported): an
+    error raised by the user's function under a transformation shows the user's
+    frames, not ecliptic's.
 
 A static (non-traced) value that must travel through JAX inside a PyTree's structure
 is wrapped in `ecliptic._module.Static`.
@@ -22,9 +24,6 @@ is wrapped in `ecliptic._module.Static`.
 
 from __future__ import annotations
 
-import functools as ft
-import os
-import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -33,7 +32,12 @@ import jax.tree_util as jtu
 import numpy as np
 
 from ._filters import is_array
+from ._messages import unhashable_static_error
 from ._module import Module, Partial
+from ._tracebacks import (
+    api_boundary as api_boundary,
+    hide_internal_frames as hide_internal_frames,
+)
 
 
 PyTree = Any
@@ -76,88 +80,6 @@ def static_equal(a: PyTree, b: PyTree) -> bool:
     if treedef_a != treedef_b:
         return False
     return all(_leaf_equal(x, y) for x, y in zip(leaves_a, leaves_b, strict=True))
-
-
-# -- tracebacks --------------------------------------------------------------------
-
-# Every frame whose code lies under this directory is ecliptic's own. (This file is in
-# the package root.)
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def hide_internal_frames(e: BaseException) -> None:
-    """Removes ecliptic's own frames from `e.__traceback__`, so that an error raised
-    by the user's function under a transformation shows the user's code: the call
-    site, the user's function and what it calls.
-
-    Call it at the outermost frame of a transformation's user-facing call path, on
-    the error path only, then re-raise with a bare `raise` (which does not add the
-    current frame back):
-
-    ```python
-    def __call__(self, *args):
-        try:
-            ...  # the whole body
-        except Exception as e:
-            hide_internal_frames(e)
-            raise
-    ```
-
-    Does nothing when JAX's traceback filtering is off
-    (`JAX_TRACEBACK_FILTERING=off`, or
-    `jax.config.update("jax_traceback_filtering", "off")`). If every frame is
-    ecliptic's, the innermost one (where the error was raised) is kept, so the
-    traceback is never empty.
-
-    **Arguments:**
-
-    - `e`: the exception being handled; its traceback is replaced in place.
-    """
-    if getattr(jax.config, "jax_traceback_filtering", None) == "off":
-        return
-    kept: list[types.TracebackType] = []
-    total = 0
-    tb = last = e.__traceback__
-    while tb is not None:
-        total += 1
-        last = tb
-        if not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-            kept.append(tb)
-        tb = tb.tb_next
-    if len(kept) == total:
-        return  # nothing of ours (or no traceback at all)
-    if not kept and last is not None:
-        kept = [last]
-    new = None
-    for tb in reversed(kept):
-        new = types.TracebackType(new, tb.tb_frame, tb.tb_lasti, tb.tb_lineno)
-    e.with_traceback(new)
-
-
-def api_boundary(fn: _F) -> _F:
-    """Decorates a transformation's user-facing call (a wrapper's `__call__`, or a
-    function such as `filter_jvp`) so that errors passing through it leave with
-    ecliptic's frames hidden (see `hide_internal_frames`).
-
-    Costs one Python call per call; a hot path (`filter_jit`'s dispatch) inlines the
-    `try`/`except` of `hide_internal_frames` instead.
-
-    **Arguments:**
-
-    - `fn`: the function or method.
-
-    **Returns:** a function with the same signature, name and docstring.
-    """
-
-    @ft.wraps(fn)
-    def boundary(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:
-            hide_internal_frames(e)
-            raise
-
-    return boundary  # pyright: ignore[reportReturnType]
 
 
 # -- methods ------------------------------------------------------------------------
@@ -243,42 +165,6 @@ def check_removed_kwargs(
 
 
 # -- hashable static leaves ---------------------------------------------------------
-
-
-def unhashable_static_error(
-    where: str, trees: Mapping[str, PyTree], what: str = "arguments"
-) -> ValueError:
-    """The error for a static (non-array) leaf that cannot be hashed.
-
-    **Arguments:**
-
-    - `where`: the transformation's name as the message shows it.
-    - `trees`: the trees whose non-array leaves are static, by the name the message
-        gives them: `{"args": args, "kwargs": kwargs}` names a leaf `args[1]['foo']`.
-    - `what`: what the trees are, for the message used when no single leaf fails
-        to hash (a `__hash__` that fails only sometimes).
-
-    **Returns:** the `ValueError` (to be raised by the caller, `from None`).
-    """
-    for root, tree in trees.items():
-        for path, leaf in jtu.tree_flatten_with_path(tree)[0]:
-            if is_array(leaf):
-                continue
-            try:
-                hash(leaf)
-            except TypeError:
-                return ValueError(
-                    "Non-hashable static arguments are not supported. "
-                    f"{where} treats every non-array leaf as static, so it must be "
-                    f"hashable, but `{root}{jtu.keystr(path)}` is an unhashable "
-                    f"{type(leaf).__name__}: {leaf!r}. Fix: turn it into an array "
-                    "(jnp.asarray), make it hashable (e.g. a tuple instead of a list "
-                    "inside a custom object), or close over it."
-                )
-    return ValueError(
-        "Non-hashable static arguments are not supported: hashing the static leaves "
-        f"of the {what} raised TypeError. Fix: make every non-array leaf hashable."
-    )
 
 
 def static_leaves(leaves: Sequence[Any]) -> tuple[Any, ...]:

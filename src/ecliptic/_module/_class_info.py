@@ -1,6 +1,6 @@
 """What the metaclass works out once per Module class: the dataclass, the `ClassInfo`
-record that construction, flatten and the dispatch guard read, the shadow class, and
-the message for an abstract class."""
+record that construction, flatten and the dispatch guard read, and the shadow
+class."""
 
 from __future__ import annotations
 
@@ -144,32 +144,3 @@ def make_shadow(
     shadow = type.__new__(mcs, cls.__name__, (cls,), namespace)  # pyright: ignore
     jtu.register_pytree_with_keys(shadow, flatten_with_keys, unflatten)
     return shadow
-
-
-def abstract_message(cls: Any) -> str:
-    """Why the abstract class `cls` cannot be instantiated, and what to do."""
-    if cls.__abstractmethods__:
-        names = sorted(cls.__abstractmethods__)
-        return (
-            f"Can't instantiate abstract class {cls.__name__} with abstract methods "
-            f"{names}: implement them in a subclass and instantiate that."
-        )
-    if cls.__abstractclassvars__:
-        names = sorted(cls.__abstractclassvars__)
-        return (
-            f"Can't instantiate abstract class {cls.__name__} with abstract class "
-            f"attributes {names}: declare them on a subclass as "
-            f"`{names[0]}: ClassVar[...] = ...`."
-        )
-    if cls.__abstractvars__:
-        names = sorted(cls.__abstractvars__)
-        return (
-            f"Can't instantiate abstract class {cls.__name__} with abstract "
-            f"attributes {names}: declare them on a subclass as a field, a class "
-            "attribute or a property."
-        )
-    return (
-        f"Can't instantiate abstract class {cls.__name__}: it was declared abstract "
-        "(`strict=StrictConfig(force_abstact=True)` or `is_abstract=True`); "
-        "instantiate a concrete subclass."
-    )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable
 from typing import Any, Literal
+
+from .._checks import warn_deprecated
 
 
 def field(
@@ -50,10 +51,11 @@ def static_field(**kwargs: Any) -> Any:
 
     **Returns:** a `dataclasses.Field`.
     """
-    warnings.warn(
-        "`ecliptic.static_field(...)` is deprecated; use "
-        "`ecliptic.field(..., static=True)` instead.",
-        stacklevel=2,
+    # Equinox warns with `UserWarning` here; programs that filter it keep working.
+    warn_deprecated(
+        "`ecliptic.static_field(...)`",
+        "`ecliptic.field(..., static=True)`",
+        category=UserWarning,
     )
     return field(static=True, **kwargs)
 

@@ -1,6 +1,7 @@
 """The checks that run once a Module's `__init__` has returned: every field set, no
-undeclared attribute, converters applied, field warnings, `__check_init__`; and the
-messages for assignments that are mistakes (see `_module.py` for when they run)."""
+undeclared attribute, converters applied, field warnings, `__check_init__` (see
+`_module.py` for when they run). The messages of the mistakes found while
+constructing are in `_messages.py`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import jax
 import jax.tree_util as jtu
 
 from .._filters import is_array, is_inexact_array_like
+from .._messages import static_array_message
 from ._class_info import ClassInfo
 from ._flatten import WRAPPER_FIELD_NAMES
 
@@ -54,13 +56,7 @@ def _warn_static_and_init_false(cls: type, info: ClassInfo, obj: Any) -> None:
     for name in info.static:
         value = getattr(obj, name)
         if any(is_array(x) for x in jtu.tree_leaves(value)):
-            warnings.warn(
-                f"{cls.__qualname__}.{name} is a static field but was given a JAX or "
-                "NumPy array. Static values are part of the PyTree structure: they "
-                "are never traced or differentiated, and a new value recompiles. "
-                f"Declare `{name}` without `static=True` if it holds parameters.",
-                stacklevel=3,
-            )
+            warnings.warn(static_array_message(cls.__qualname__, name), stacklevel=3)
     for name in info.init_false:
         value = getattr(obj, name, None)
         if any(is_inexact_array_like(x) for x in jtu.tree_leaves(value)):
@@ -96,18 +92,6 @@ def finish_init(cls: type, info: ClassInfo, obj: Any) -> None:
         check(obj)
 
 
-def method_in_init_error(obj: Any, name: str, method_name: str) -> ValueError:
-    """`self.{name} = self.{method_name}` in `__init__`: a Module inside itself."""
-    return ValueError(
-        f"Cannot assign methods in __init__: `self.{name} = self.{method_name}` would "
-        f"store {type(obj).__name__} inside itself, which is not a tree. Use a "
-        "property instead:\n"
-        "    @property\n"
-        f"    def {name}(self):\n"
-        f"        return self.{method_name}"
-    )
-
-
 def warn_transformed(cls: type, name: str, value: Any) -> None:
     """Warns if `value`, a JAX-transformed callable, wraps something that holds
     parameters (which would then be invisible to the Module's PyTree)."""
@@ -131,12 +115,3 @@ def warn_transformed(cls: type, name: str, value: Any) -> None:
                 stacklevel=3,
             )
             return
-
-
-def frozen_error(obj: Any, name: str) -> dataclasses.FrozenInstanceError:
-    """Assigning to a Module after its `__init__`."""
-    return dataclasses.FrozenInstanceError(
-        f"cannot assign to field {name!r}: {type(obj).__qualname__} is immutable once "
-        f"created. Make a modified copy instead: `ecliptic.tree_at(lambda m: "
-        f"m.{name}, model, new_value)`."
-    )

@@ -19,11 +19,12 @@ from typing import Any
 import jax.tree_util as jtu
 from typing_extensions import dataclass_transform
 
+from .._messages import abstract_message, frozen_error, method_in_init_error
 from .._pretty_print import tree_pformat
 from .._pytree import tree_equal
+from .._tracebacks import hide_internal_frames
 from ._abstract import abstract_attributes
 from ._class_info import (
-    abstract_message,
     class_info,
     ClassInfo,
     make_dataclass,
@@ -35,8 +36,6 @@ from ._flatten import make_flatten_functions
 from ._init_checks import (
     check_assigned_names,
     finish_init,
-    frozen_error,
-    method_in_init_error,
     TRANSFORM_TYPES,
     warn_transformed,
 )
@@ -379,7 +378,11 @@ class BoundMethod(Module):
     __self__: Module
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.__func__(self.__self__, *args, **kwargs)
+        try:
+            return self.__func__(self.__self__, *args, **kwargs)
+        except Exception as e:  # the user's method raised: hide this frame
+            hide_internal_frames(e)
+            raise
 
     @property
     def __wrapped__(self) -> Any:

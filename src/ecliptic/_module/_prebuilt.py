@@ -4,11 +4,15 @@ that makes one on every method read)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import jax.tree_util as jtu
 
+from .._filters import is_array
+from .._messages import static_array_message
+from .._tracebacks import hide_internal_frames
 from ._field import field
 from ._flatten import WRAPPER_FIELD_NAMES
 from ._module import Module
@@ -42,14 +46,47 @@ class Partial(Module):
         self.keywords = kwargs
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.func(*self.args, *args, **self.keywords, **kwargs)
+        try:
+            return self.func(*self.args, *args, **self.keywords, **kwargs)
+        except Exception as e:  # a transformation used as a method: hide this frame
+            hide_internal_frames(e)
+            raise
 
 
-class Static(Module, Generic[_T]):
+class _StaticMeta(type(Module)):  # pyright: ignore[reportGeneralTypeIssues]
+    """The metaclass of `Static`: builds one directly.
+
+    `Static` is made on every eager call of `filter_custom_jvp`, `filter_custom_vjp`
+    and `filter_checkpoint`. The general construction path would take it through
+    `_construct` (`Generic` defines `__init_subclass__`, so it has no shadow class)
+    and the full post-`__init__` checks (its fields are static); this does the same
+    work directly: flatten once, fill the instance dict, and warn if a leaf is an
+    array, as the static-field check would. A subclass of `Static` takes the
+    general path.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if cls is not Static or kwargs or len(args) != 1:
+            return super().__call__(*args, **kwargs)
+        leaves, treedef = jtu.tree_flatten(args[0])
+        leaves = tuple(leaves)
+        obj = object.__new__(cls)
+        d = obj.__dict__
+        d["_leaves"] = leaves
+        d["_treedef"] = treedef
+        for leaf in leaves:
+            if is_array(leaf):
+                warnings.warn(static_array_message("Static", "_leaves"), stacklevel=2)
+                break
+        return obj
+
+
+class Static(Module, Generic[_T], metaclass=_StaticMeta):
     """Holds any Python object as part of the PyTree *structure* (no leaves).
 
     The object is flattened and its leaves and structure stored as static fields, so
-    it must be hashable leaf-by-leaf (containers of hashable values are fine).
+    it must be hashable leaf-by-leaf (containers of hashable values are fine). Like
+    any static field, it warns if a leaf is an array.
 
     **Arguments:**
 
@@ -60,6 +97,7 @@ class Static(Module, Generic[_T]):
     _treedef: Any = field(static=True)
 
     def __init__(self, value: _T):
+        # Reached only by a subclass, or a call that `_StaticMeta` does not serve.
         leaves, self._treedef = jtu.tree_flatten(value)
         self._leaves = tuple(leaves)
 
