@@ -222,3 +222,22 @@ def test_optax_training_loop_is_served_by_guards_and_traces_once(getkey):
     assert isinstance(opt_state[0].mu, Stack)
     assert is_memoised(model)
     assert is_memoised(opt_state[0].mu) and is_memoised(opt_state[0].nu)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_output_builder_leaves_the_garbage_collector_as_it_found_it(getkey, enabled):
+    import gc
+
+    jf = ecliptic.filter_jit(lambda m: jax.tree.map(lambda a: a + 1, m))
+    model = stack(getkey)
+    was = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()
+        for _ in range(4):  # the builder serves the calls after the first
+            model = jf(model)
+            assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()
+    assert isinstance(model, Stack)
