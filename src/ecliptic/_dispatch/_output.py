@@ -11,12 +11,13 @@ tells the two kinds apart.
 
 `Rebuild` unflattens with `jax.tree_util` on its first call. From its second call on
 it runs a generated straight-line builder for its structure: each Module is made
-with `object.__new__` and its fields set with `object.__setattr__` (no `__init__`, as
-the Module's own unflatten), and each outermost Module of the output is memoised
+with `object.__new__` and its fields set in place (no `__init__`, as the Module's own
+unflatten), and each outermost Module of the output is memoised
 (`_memo.record`) with its arrays, so that a training step's model and optimiser state
 need no flatten when they come back in.
 
-`object.__setattr__` keeps the fields in the instance's inline values: no dict object
+An output of `SETATTR_MIN_MODULES` Modules or more has the fields set with
+`object.__setattr__`, which keeps them in the instance's inline values: no dict object
 is made until something reads `__dict__`. That halves the objects the garbage
 collector tracks per returned Module, and with them how often a training step of a
 large model wakes a full collection (measured with `bench_scaling.py`: the 300-layer
@@ -46,6 +47,11 @@ ARRAY_TYPES = frozenset({type(jnp.zeros(())), np.ndarray})
 # would pass the time of many calls); the output is unflattened by `jax.tree_util`
 # instead, about twice as slow per Module.
 MAX_BUILDER_LINES = 100_000
+# An output with at least this many Modules has their fields set with
+# `object.__setattr__` (no dict object: half the objects the garbage collector tracks);
+# a smaller one fills each `__dict__`, about twice as fast per field, with too few
+# objects to matter to the collector.
+SETATTR_MIN_MODULES = 64
 
 
 class Packed(tuple):
@@ -62,21 +68,22 @@ jtu.register_pytree_node(
 )
 
 
-def _has_module(treedef: Any) -> bool:
+def _modules(treedef: Any):
+    """The Module nodes of a treedef."""
     data = treedef.node_data()
     if data is None:
-        return False
-    typ = data[0]
-    if isinstance(typ, type) and issubclass(typ, Module):
-        return True
-    return any(map(_has_module, treedef.children()))
+        return
+    if isinstance(data[0], type) and issubclass(data[0], Module):
+        yield data[0]
+    for child in treedef.children():
+        yield from _modules(child)
 
 
 def split_output(out: Any) -> Any:
     """At trace time: `out` itself if it is arrays in built-in containers, else a
     `Packed` of its arrays and its `Rebuild`."""
     leaves, treedef = jtu.tree_flatten(out)
-    if all(map(is_array, leaves)) and not _has_module(treedef):
+    if all(map(is_array, leaves)) and next(_modules(treedef), None) is None:
         return out
     static = tuple(None if is_array(x) else x for x in leaves)
     arrays = [x for x in leaves if is_array(x)]
@@ -135,7 +142,8 @@ class _Unsupported(Exception):
 
 
 class _Writer:
-    def __init__(self, static: tuple, arrays: list):
+    def __init__(self, static: tuple, arrays: list, setattr: bool):
+        self.setattr = setattr
         self.lines: list[str] = []
         self.ns = Namespace(
             {"new": object.__new__, "osa": object.__setattr__, "record": record}
@@ -196,7 +204,11 @@ class _Writer:
         values = children + [self.const(v) for v in aux]
         names = info.dynamic + info.static
         self.lines.append(f"{var} = new({self.const(typ)})")
-        self.lines += [f"osa({var}, {n!r}, {v})" for n, v in zip(names, values)]
+        if self.setattr:
+            self.lines += [f"osa({var}, {n!r}, {v})" for n, v in zip(names, values)]
+        elif names:
+            self.lines.append(f"d = {var}.__dict__")
+            self.lines += [f"d[{n!r}] = {v}" for n, v in zip(names, values)]
         if outermost and treedef.num_leaves >= MEMO_MIN_LEAVES:
             self.memoise(var, treedef, start_leaf, start, inner)
         return var
@@ -224,7 +236,8 @@ def make_builder(treedef: Any, static: tuple, arrays: list):
     """
     if not all(type(x) in ARRAY_TYPES for x in arrays):
         raise _Unsupported("array types")
-    w = _Writer(static, arrays)
+    modules = sum(1 for _ in _modules(treedef))
+    w = _Writer(static, arrays, setattr=modules >= SETATTR_MIN_MODULES)
     expr = w.node(treedef, None)
     if len(w.lines) > MAX_BUILDER_LINES:
         raise _Unsupported("too long")
