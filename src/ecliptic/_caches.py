@@ -52,6 +52,15 @@ class BoundedCache(dict):
         return f"BoundedCache(maxsize={self.maxsize}, {len(self)} entries)"
 
 
+def cached_entries() -> int:
+    """The test hook of the caches: how many entries all live `BoundedCache`s hold
+    (0 right after [`ecliptic.clear_caches`][]).
+
+    **Returns:** the number of entries.
+    """
+    return sum(len(cache) for cache in list(_live.values()))
+
+
 def register_cache_clear(clear: Callable[[], object]) -> Callable[[], object]:
     """Registers `clear` (a function of no arguments that empties one cache) to be
     called by [`ecliptic.clear_caches`][]. Returns `clear`, so it can decorate."""
