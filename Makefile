@@ -21,6 +21,7 @@ lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pyright src
 
 format: setup
 	$(VENV)/bin/ruff format src tests benchmarks examples

@@ -30,3 +30,42 @@ def median_us(fn: Callable[[], object], *, number: int = 0, repeat: int = 15) ->
             fn()
         samples.append((time.perf_counter() - start) / number * 1e6)
     return statistics.median(samples)
+
+
+def _loop_size(fn: Callable[[], object], target_s: float) -> int:
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        if time.perf_counter() - start > target_s:
+            return number
+        number *= 2
+
+
+def interleaved_us(
+    fns: dict[str, Callable[[], object]], *, rounds: int = 21, target_s: float = 0.005
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Time several callables in alternating rounds, so load changes hit them alike.
+
+    Each round times one loop of every callable, in an order rotated from round to
+    round. Returns the median microseconds per call of each callable and, for each,
+    the median over rounds of its ratio to the first callable in `fns` (the
+    baseline) in that round.
+    """
+    names = list(fns)
+    numbers = {n: _loop_size(fns[n], target_s) for n in names}
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names) :] + names[: r % len(names)]:
+            fn, number = fns[n], numbers[n]
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            samples[n].append((time.perf_counter() - start) / number * 1e6)
+    base = samples[names[0]]
+    medians = {n: statistics.median(s) for n, s in samples.items()}
+    ratios = {
+        n: statistics.median(x / b for x, b in zip(s, base)) for n, s in samples.items()
+    }
+    return medians, ratios

@@ -2,7 +2,9 @@
 
 Run: `.venv/bin/python benchmarks/bench_module.py`. Prints medians (microseconds) and
 ratios. The model is 100 Linear(64, 64)-like nodes; the baseline is a nested dict of
-the same arrays (or a plain frozen dataclass, for instantiation).
+the same arrays (or a plain frozen dataclass, for instantiation). The baseline, ecliptic
+and Equinox are timed in alternating rounds; each ratio is the median over rounds of the
+ratio within a round, so a change of load on the machine hits both sides alike.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import median_us  # noqa: E402
+from _timing import interleaved_us  # noqa: E402
 
 import ecliptic  # noqa: E402
 
@@ -95,9 +97,8 @@ def rows():
     out = []
 
     def add(name, baseline_name, baseline, **libfns):
-        base = median_us(baseline)
-        times = {lib: median_us(fn) for lib, fn in libfns.items()}
-        out.append((name, baseline_name, base, times))
+        medians, ratios = interleaved_us({"baseline": baseline, **libfns})
+        out.append((name, baseline_name, medians, ratios))
 
     libs = {"ecliptic": ecliptic, "equinox": equinox}
     flat = {n: jax.tree.flatten(m) for n, (m, _) in models.items()}
@@ -196,11 +197,11 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    for name, base_name, base, t in rows():
+    for name, base_name, t, r in rows():
         e, q = t["ecliptic"], t["equinox"]
         print(
-            f"{name:28} {base_name:26} {base:8.2f} {e:9.2f} {q:9.2f} "
-            f"{e / base:8.2f}x {q / base:8.2f}x {q / e:7.1f}x"
+            f"{name:28} {base_name:26} {t['baseline']:8.2f} {e:9.2f} {q:9.2f} "
+            f"{r['ecliptic']:8.2f}x {r['equinox']:8.2f}x {q / e:7.1f}x"
         )
 
 

@@ -273,3 +273,59 @@ def test_nn_deprecations_keep_equinox_category(build, match):
     with pytest.warns(UserWarning, match=match) as record:
         build(ecliptic)
     assert not issubclass(record[0].category, DeprecationWarning)
+
+
+# -- structured shape errors ----------------------------------------------------------
+
+
+def test_shape_error_from_a_layer_carries_the_shapes():
+    import ecliptic
+
+    layer = ecliptic.nn.Linear(3, 2, key=jax.random.PRNGKey(0))
+    with pytest.raises(ecliptic.ShapeError) as info:
+        layer(jnp.ones((5, 4)))
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert err.layer == describe(layer, in_features=3, out_features=2)
+    assert (err.argument, err.expected, err.actual) == ("x", (3,), (5, 4))
+
+
+def test_shape_error_keeps_symbolic_dims_and_argument_names():
+    import ecliptic
+
+    conv = ecliptic.nn.Conv2d(3, 2, 3, key=jax.random.PRNGKey(0))
+    with pytest.raises(ecliptic.ShapeError) as info:
+        ecliptic.filter_jit(conv)(jnp.ones((4, 5, 5)))
+    assert info.value.expected == (3, None, None)
+    assert info.value.actual == (4, 5, 5)
+
+    cell = ecliptic.nn.GRUCell(2, 3, key=jax.random.PRNGKey(0))
+    with pytest.raises(ecliptic.ShapeError) as info:
+        cell(jnp.ones(2), jnp.ones(4))
+    assert (info.value.argument, info.value.expected) == ("hidden", (3,))
+
+
+def test_shape_error_attributes_survive_pickling():
+    import pickle
+
+    import ecliptic
+
+    with pytest.raises(ecliptic.ShapeError) as info:
+        ecliptic.nn.LayerNorm(3)(jnp.ones(4))
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is ecliptic.ShapeError and str(again) == str(info.value)
+    for name in ("layer", "argument", "expected", "actual"):
+        assert getattr(again, name) == getattr(info.value, name)
+
+
+def test_new_exception_classes_are_public_subclasses_of_todays_types():
+    import ecliptic
+    from ecliptic import _checks
+
+    assert ecliptic.ShapeError is _checks.ShapeError
+    assert repr(ecliptic.ShapeError) == "<class 'ecliptic.ShapeError'>"
+    assert issubclass(ecliptic.ShapeError, ValueError)
+    cls = ecliptic.debug.TooManyTracesError
+    assert cls is _checks.TooManyTracesError
+    assert repr(cls) == "<class 'ecliptic.debug.TooManyTracesError'>"
+    assert issubclass(cls, RuntimeError)

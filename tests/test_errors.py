@@ -218,3 +218,94 @@ def test_compiled_function_raises_runtime_error():
     np.testing.assert_allclose(compiled(jnp.array(-1.0)), -1.0)
     err = _raises_with("compiled check", compiled, jnp.array(1.0))
     assert isinstance(err, EquinoxRuntimeError)
+
+
+# -- PyTrees without arrays ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("x", [1.5, "config", None, (3, "a")])
+def test_no_array_static_false_returns_x(x):
+    assert error_if(x, False, "never") == x
+    assert branched_error_if(x, False, 1, ["a", "b"]) == x
+    f = filter_jit(lambda x, flag: error_if(x, flag, "never"))
+    assert f(x, False) == x
+
+
+@pytest.mark.parametrize("x", [1.5, "config", None])
+def test_no_array_static_true_raises_at_trace_time(x):
+    with pytest.raises(EquinoxTracetimeError, match="static failure"):
+        error_if(x, True, "static failure")
+    with pytest.raises(EquinoxTracetimeError, match="second"):
+        branched_error_if(x, True, 1, ["first", "second"])
+    f = filter_jit(lambda x, flag: error_if(x, flag, "static in jit"))
+    with pytest.raises(EquinoxTracetimeError, match="static in jit"):
+        f(x, True)
+
+
+def test_no_array_deferred_check_is_an_error():
+    # A predicate known only at run time needs an array to carry the check.
+    f = filter_jit(lambda flag, x: error_if(x, flag, "deferred"))
+    with pytest.raises(ValueError, match="at least one array.*only known at run"):
+        f(jnp.array(False), 2.0)
+
+
+# -- where the failed check was made ---------------------------------------------------
+
+
+def _user_check(x):
+    return error_if(x, x > 0, "positive value")  # the failing check
+
+
+def _user_middle(x):
+    return _user_check(x) * 2
+
+
+def _user_other_caller(x):
+    return _user_check(x) - 1
+
+
+def _check_line() -> int:
+    return _user_check.__code__.co_firstlineno + 1
+
+
+def test_runtime_error_shows_the_user_stack_at_trace_time():
+    @filter_jit
+    def user_step(x):
+        return _user_middle(x) + 1
+
+    with pytest.raises(EquinoxRuntimeError) as info:
+        jax.block_until_ready(user_step(jnp.array(1.0)))
+    text = str(info.value)
+    assert text.startswith("positive value")
+    here = os.path.abspath(__file__)
+    assert f'"{here}", line {_check_line()}, in _user_check' in text
+    assert "error_if(x, x > 0" in text  # the source line of the check
+    # Its callers inside the jitted function, outermost first.
+    names = ["in user_step", "in _user_middle", "in _user_check"]
+    positions = [text.index(n) for n in names]
+    assert positions == sorted(positions)
+    # Frames outside the jitted function (this test) and ecliptic's are not shown.
+    assert "test_runtime_error_shows_the_user_stack" not in text
+    assert f"{os.sep}ecliptic{os.sep}_" not in text
+
+
+def test_runtime_error_stack_names_the_caller_of_each_check():
+    # The same check reached from two callers: each failure names its own caller.
+    first = filter_jit(_user_middle)
+    second = filter_jit(_user_other_caller)
+    with pytest.raises(EquinoxRuntimeError) as one:
+        jax.block_until_ready(first(jnp.array(1.0)))
+    with pytest.raises(EquinoxRuntimeError) as two:
+        jax.block_until_ready(second(jnp.array(1.0)))
+    assert "in _user_middle" in str(one.value)
+    assert "in _user_other_caller" not in str(one.value)
+    assert "in _user_other_caller" in str(two.value)
+    assert "in _user_middle" not in str(two.value)
+
+
+def test_eager_runtime_error_shows_the_call_site():
+    with pytest.raises(EquinoxRuntimeError) as info:
+        jax.block_until_ready(_user_check(jnp.array(1.0)))
+    assert f"line {_check_line()}, in _user_check" in str(info.value)
+    # Eagerly the check runs where it is called: the callers are in the traceback.
+    assert "in test_eager_runtime_error_shows_the_call_site" not in str(info.value)

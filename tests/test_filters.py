@@ -158,3 +158,22 @@ def test_combine_without_jax_none_leaf_registry(monkeypatch):
     monkeypatch.setattr(filters_module, "_NONE_LEAF_REGISTRY", None)
     assert ec.combine([None, (1, None)], [0, (None, 2)]) == [0, (1, 2)]
     assert ec.apply_updates([1, None, 2], [None, None, 3]) == [1, None, 5]
+
+
+@pytest.mark.parametrize(
+    "value, inexact",
+    [
+        (jnp.ones(2), True),
+        (np.ones(2, np.float16), True),
+        (jnp.ones(2, jnp.bfloat16), True),
+        (jnp.ones(2, jnp.complex64), True),
+        (jnp.ones(2, jnp.int32), False),
+        (np.ones(2, bool), False),
+        (jax.random.key(0), False),
+        (jax.random.split(jax.random.key(0), 3), False),
+    ],
+)
+def test_is_inexact_by_dtype(value, inexact):
+    # PRNG keys have an extended dtype that NumPy cannot read: not inexact, no error.
+    assert ec.is_inexact_array(value) is inexact
+    assert ec.is_inexact_array_like(value) is inexact

@@ -1,7 +1,5 @@
-import abc
 import dataclasses
 import inspect
-from typing import ClassVar, Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +10,6 @@ import pytest
 import ecliptic as eqx
 from ecliptic._module import (
     BoundMethod,
-    is_abstract_module,
     is_initialising,
     MISSING,
     Static,
@@ -508,102 +505,6 @@ def test_super_method_call():
     assert B().f() == 2
 
 
-def test_abstract_method():
-    class A(eqx.Module):
-        @abc.abstractmethod
-        def f(self): ...
-
-    with pytest.raises(TypeError, match="abstract"):
-        A()
-
-    class B(A):
-        def f(self):
-            return 3
-
-    assert B().f() == 3
-    assert is_abstract_module(A) and not is_abstract_module(B)
-
-
-def test_abstract_var():
-    class A(eqx.Module):
-        x: eqx.AbstractVar[int]
-
-    with pytest.raises(TypeError, match=r"abstract attributes \['x'\]"):
-        A()
-    assert [f.name for f in dataclasses.fields(A)] == []
-
-    class B(A):
-        x: int
-
-    class C(A):
-        @property
-        def x(self):
-            return 5
-
-    assert B(1).x == 1 and C().x == 5
-
-
-def test_abstract_class_var():
-    class A(eqx.Module):
-        x: eqx.AbstractClassVar[int]
-
-    class B(A):
-        x: ClassVar[int] = 3
-
-    with pytest.raises(TypeError, match=r"abstract class attributes \['x'\]"):
-        A()
-    assert B().x == 3
-    assert [f.name for f in dataclasses.fields(B)] == []
-
-
-def test_abstract_var_errors():
-    with pytest.raises(TypeError, match="must be subscripted"):
-
-        class A(eqx.Module):
-            x: eqx.AbstractVar
-
-    with pytest.raises(TypeError, match="cannot also be given a value"):
-
-        class B(eqx.Module):
-            x: eqx.AbstractVar[int] = 3
-
-
-def test_abstract_var_string_annotation():
-    class A(eqx.Module):
-        x: "eqx.AbstractVar[int]"
-
-    with pytest.raises(TypeError, match="abstract attributes"):
-        A()
-
-
-def test_strict_config():
-    class A(eqx.Module, strict=True):
-        x: int
-
-    assert A(1).x == 1
-
-    class B(eqx.Module, strict=eqx.StrictConfig(force_abstact=True)):
-        pass
-
-    with pytest.raises(TypeError, match="declared abstract"):
-        B()
-
-
-def test_register_forbidden():
-    with pytest.raises(ValueError, match="virtual subclasses"):
-        eqx.Module.register(int)
-
-
-def test_generic_module():
-    T = TypeVar("T")
-
-    class G(eqx.Module, Generic[T]):
-        x: int
-
-    g = G[int](1)
-    assert g.x == 1 and jtu.tree_leaves(g) == [1]
-
-
 def test_partial():
     def f(a, b, *, c):
         return a + b + c
@@ -690,15 +591,3 @@ def test_optax_partition_combine_workflow(getkey):
     new = optax.apply_updates(lin, updates)
     assert isinstance(new, Linear)
     assert jnp.sum(new(x) ** 2) < jnp.sum(lin(x) ** 2)
-
-
-def test_subclasses_are_the_user_s_only():
-    class Base(eqx.Module):
-        x: int
-
-    class Child(Base):
-        pass
-
-    Base(1), Child(2)
-    assert Base.__subclasses__() == [Child]
-    assert Child.__subclasses__() == []

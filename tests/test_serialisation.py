@@ -588,3 +588,143 @@ def test_jitted_scalars_load_into_numpy_scalar_likes():
     out = _load_bytes(_save_bytes(saved), like)
     assert_trees_identical(out[:3], tree[:3])
     assert out[3] is like[3]
+
+
+# -- structured attributes of CheckpointError ----------------------------------------
+
+
+def _npy_bytes(arr) -> bytes:
+    """The bytes of one record, as `np.save` writes them."""
+    f = io.BytesIO()
+    np.save(f, arr)
+    return f.getvalue()
+
+
+def _details(error):
+    return (
+        error.expected_shape,
+        error.found_shape,
+        error.expected_dtype,
+        error.found_dtype,
+        error.offset,
+    )
+
+
+def test_mismatch_attributes_give_both_shapes_dtypes_and_the_offset():
+    first = np.zeros(5, np.int32)
+    data = _save_bytes((first, jnp.ones((3, 2), jnp.float16)))
+    with pytest.raises(CheckpointError) as info:
+        _load_bytes(data, (first, jnp.ones((4, 2), jnp.float32)))
+    assert _details(info.value) == (
+        (4, 2),
+        (3, 2),
+        np.dtype(np.float32),
+        np.dtype(np.float16),
+        len(_npy_bytes(first)),
+    )
+    assert info.value.path == (jax.tree_util.SequenceKey(1),)
+
+
+def test_offset_counts_from_the_start_of_the_file():
+    f = io.BytesIO()
+    f.write(b"prefix")
+    tree_serialise_leaves(f, (jnp.ones(2),))
+    f.seek(len(b"prefix"))
+    with pytest.raises(CheckpointError) as info:
+        tree_deserialise_leaves(f, (jnp.ones(3),))
+    assert info.value.offset == len(b"prefix")
+    assert f"record at byte {len(b'prefix')}" in str(info.value)
+
+
+def test_scalar_mismatch_expects_a_kind_not_a_dtype():
+    with pytest.raises(CheckpointError) as info:
+        _load_bytes(_save_bytes((1.5,)), (1,))
+    assert _details(info.value) == ((), (), None, np.dtype(np.float64), 0)
+
+
+def test_leaves_that_ran_out_have_no_found_shape():
+    data = _save_bytes((jnp.ones(2),))
+    with pytest.raises(CheckpointError) as info:
+        _load_bytes(data, (jnp.ones(2), jnp.ones(3, jnp.int32)))
+    assert _details(info.value) == (
+        (3,),
+        None,
+        np.dtype(np.int32),
+        None,
+        len(_npy_bytes(np.ones(2, np.float32))),
+    )
+
+
+def test_truncated_data_finds_the_record_header():
+    data = _save_bytes((jnp.ones(100),))
+    with pytest.raises(CheckpointError) as info:
+        _load_bytes(data[:200], (jnp.ones(100),))
+    f32 = np.dtype(np.float32)
+    assert _details(info.value) == ((100,), (100,), f32, f32, 0)
+
+
+def test_malformed_header_has_only_the_expected_side():
+    record = b"\x93NUMPY\x01\x00\x02\x00{}"
+    with pytest.raises(CheckpointError) as info:
+        _load_bytes(record, (jnp.ones(2),))
+    assert _details(info.value) == ((2,), None, np.dtype(np.float32), None, 0)
+
+
+def test_whole_file_errors_give_the_offset_of_the_bad_bytes():
+    first = jnp.ones(2)
+    data = _save_bytes((first, jnp.ones(3)))
+    with pytest.raises(CheckpointError, match="unexpected data") as info:
+        _load_bytes(data, (first,))
+    end_of_first = len(_npy_bytes(np.asarray(first)))
+    assert info.value.path == ()
+    assert _details(info.value) == (None, None, None, None, end_of_first)
+
+    corrupt = bytearray(_save_bytes((first,)))
+    corrupt[end_of_first - 1] ^= 1  # the last data byte: the trailer follows
+    with pytest.raises(CheckpointError, match="is corrupt") as info:
+        _load_bytes(bytes(corrupt), (first,))
+    assert info.value.path == ()
+    assert info.value.offset == end_of_first
+
+
+def test_custom_spec_results_are_checked_with_attributes():
+    first = np.zeros(4, np.int8)
+    data = _save_bytes((first, jnp.ones(2)))
+    as_numpy = lambda f, x: np.load(f)
+    with pytest.raises(CheckpointError, match="should have shape") as info:
+        _load_bytes(data, (first, np.ones(3, np.float32)), filter_spec=as_numpy)
+    f32 = np.dtype(np.float32)
+    assert _details(info.value) == ((3,), (2,), f32, f32, len(_npy_bytes(first)))
+    assert info.value.path == (jax.tree_util.SequenceKey(1),)
+
+
+def test_stream_that_cannot_tell_has_an_unknown_offset():
+    data = _save_bytes((jnp.ones(2),))
+    with pytest.raises(CheckpointError) as info:
+        tree_deserialise_leaves(_ReadOnly(data), (jnp.ones(3),))
+    assert info.value.offset is None
+    assert info.value.expected_shape == (3,) and info.value.found_shape == (2,)
+
+
+def test_bad_hyperparameter_line_gives_its_offset():
+    f = io.BytesIO(b"xx")
+    f.seek(1)
+    with pytest.raises(CheckpointError, match="JSON dict") as info:
+        ecliptic.load_with_hyperparameters(f, lambda: None)
+    assert info.value.offset == 1 and info.value.path == ()
+
+
+def test_attributes_survive_pickling():
+    data = _save_bytes((jnp.ones(2),))
+    with pytest.raises(CheckpointError) as info:
+        _load_bytes(data, (jnp.ones(3),))
+    again = pickle.loads(pickle.dumps(info.value))
+    assert str(again) == str(info.value)
+    assert again.path == info.value.path
+    assert _details(again) == _details(info.value)
+
+
+def test_defaults_are_none():
+    error = CheckpointError("x")
+    assert error.path == ()
+    assert _details(error) == (None, None, None, None, None)

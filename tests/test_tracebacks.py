@@ -408,6 +408,21 @@ def test_error_of_ecliptic_keeps_a_frame():
     assert len(_ours(frames)) == 1
 
 
+def test_failed_check_shows_no_ecliptic_frame():
+    # A failed `error_if` check is reported by an error that ecliptic builds; its
+    # message says where the check was made, so no frame of ecliptic's is kept.
+    @eqx.filter_jit
+    def user_checked(x):
+        return eqx.error_if(x, x > 0, "positive 41c2")
+
+    with pytest.raises(eqx.EquinoxRuntimeError, match="positive 41c2") as excinfo:
+        jax.block_until_ready(user_checked(jnp.ones(())))
+    frames = traceback.extract_tb(excinfo.value.__traceback__)
+    assert _ours(frames) == []
+    assert frames[0].name == "test_failed_check_shows_no_ecliptic_frame"
+    assert "user_checked" in str(excinfo.value)  # where the check was traced
+
+
 def test_vjp_fn_is_still_a_pytree():
     out, vjp_fn = eqx.filter_vjp(lambda x: 2 * x, jnp.ones(2))
 

@@ -173,6 +173,26 @@ def test_pmap_errors():
         eqx.filter_pmap(lambda x, l: x)(jnp.ones(1), {1, 2})
 
 
+def test_pmap_mapping_a_scalar_names_the_leaf():
+    f = eqx.filter_pmap(lambda x: x * 2)
+    with pytest.raises(ValueError, match=r"axis 0 of args\[0\].*shape \(\)"):
+        f(jnp.array(1.0))
+    g = eqx.filter_pmap(lambda t: t["w"] + t["b"])
+    with pytest.raises(ValueError, match=r"args\[0\]\['b'\].*shape \(\)") as info:
+        g({"w": jnp.ones((1, 2)), "b": jnp.array(0.5)})
+    assert "in_axes" in str(info.value)  # how to fix it
+    h = eqx.filter_pmap(lambda x: x, in_axes=1)
+    with pytest.raises(ValueError, match=r"axis 1 of args\[0\].*shape \(1,\)"):
+        h(jnp.ones(1))
+
+
+def test_vmap_mapping_a_scalar_names_the_leaf():
+    f = eqx.filter_vmap(lambda x, y: x + y)
+    with pytest.raises(ValueError, match=r"axis 0 of args\[1\].*shape \(\)"):
+        f(jnp.ones(3), jnp.array(1.0))
+    np.testing.assert_allclose(eqx.filter_vmap(lambda x: x, in_axes=-1)(jnp.ones(2)), 1)
+
+
 def test_vmap_of_grad_of_filter_jit(getkey):
     filter_jit = eqx.filter_jit
     model, xs = make_affine(getkey()), jr.normal(getkey(), (4, 3))

@@ -122,6 +122,24 @@ def test_pmap_lower_compile_and_names():
     assert tag == "t"
 
 
+@pytest.mark.parametrize(
+    "make", [eqx.filter_jit, eqx.filter_pmap], ids=["filter_jit", "filter_pmap"]
+)
+def test_compile_passes_compiler_options_to_xla(make):
+    def double(x):
+        return x * 2
+
+    x = jnp.arange(3.0)[None]
+    lowered = make(double).lower(x)
+    # An option XLA does not know reaches XLA, which rejects it by name ...
+    with pytest.raises(jax.errors.JaxRuntimeError, match="xla_no_such_option_4c1"):
+        lowered.compile(compiler_options={"xla_no_such_option_4c1": True})
+    # ... and a valid one compiles a program that runs.
+    compiled = lowered.compile(compiler_options={"xla_embed_ir_in_executable": True})
+    np.testing.assert_allclose(compiled(x), 2 * x)
+    np.testing.assert_allclose(lowered.compile()(x), 2 * x)
+
+
 # -- static values carried through JAX ----------------------------------------------
 
 

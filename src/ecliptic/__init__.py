@@ -19,6 +19,7 @@ from ._checks import (
     CheckpointError as CheckpointError,
     EquinoxRuntimeError as EquinoxRuntimeError,
     EquinoxTracetimeError as EquinoxTracetimeError,
+    ShapeError as ShapeError,
 )
 from ._custom import (
     filter_closure_convert as filter_closure_convert,

@@ -6,12 +6,17 @@ NumPy, so every other module can raise from it. Other message builders (checkpoi
 filter specs, PyTree descriptions, `tree_at`, Module construction, unhashable static
 leaves) are in `_messages.py`, one floor up.
 
-Every exception class here has `__module__ = "ecliptic"`, so tracebacks show the
-public name (`ecliptic.CheckpointError`); `__init__.py` re-exports the public ones.
+Every exception class here has its public module as `__module__` (`"ecliptic"`,
+`"ecliptic.nn"` or `"ecliptic.debug"`), so tracebacks show the public name
+(`ecliptic.CheckpointError`); the packages' `__init__.py` re-export the public ones.
+Classes whose errors carry data (`CheckpointError`, `ShapeError`,
+`TooManyTracesError`) hold it as attributes, so code can act on them without parsing
+the message; they pickle with those attributes.
 
 Every `nn` layer acts on a single example. Layers call [`check_shape`][] at trace time
 (it only reads static shapes, so it costs nothing at run time). A mismatch raises a
-`ValueError` that reads *subject -> expected -> got -> fix*, for example::
+`ShapeError` (a `ValueError` whose attributes hold the layer, the argument and
+both shapes) that reads *subject -> expected -> got -> fix*, for example::
 
     ecliptic.nn.Linear(in_features=64, out_features=16) expected `x` of shape (64,),
     but got shape (3, 16, 64). Layers act on a single example: map over the 2 leading
@@ -25,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from jax.dtypes import TypePromotionError
 
 
 __all__ = [
@@ -32,6 +38,8 @@ __all__ = [
     "Dim",
     "EquinoxRuntimeError",
     "EquinoxTracetimeError",
+    "ShapeError",
+    "TooManyTracesError",
     "UnboundAxisNameError",
     "check_shape",
     "deprecation_message",
@@ -58,6 +66,21 @@ class EquinoxTracetimeError(RuntimeError):
     tracing (so the error is certain before anything runs)."""
 
 
+def _shape_or_none(shape: Any) -> tuple[int, ...] | None:
+    return None if shape is None else tuple(int(s) for s in shape)
+
+
+def _dtype_or_none(dtype: Any) -> Any:
+    """A `np.dtype`, `None`, or a dtype that NumPy has no name for (JAX's PRNG-key
+    dtypes), kept as given."""
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return dtype
+
+
 class CheckpointError(ValueError, RuntimeError):
     """Raised when a checkpoint file is corrupt, truncated, or does not match `like`.
 
@@ -74,16 +97,126 @@ class CheckpointError(ValueError, RuntimeError):
 
     - `path`: the key path of the leaf that failed, as a tuple of JAX key entries
         (`()` for whole-file problems such as trailing data or a bad checksum).
+    - `expected_shape`: the shape that `like` asks for, a tuple of ints, or `None`
+        where no shape applies (a problem with the file as a whole).
+    - `found_shape`: the shape of the record in the file, or `None` where none was
+        read (a malformed header, or a file that ends before the record).
+    - `expected_dtype`: the `numpy.dtype` that `like` asks for, or `None` where no
+        dtype applies (a Python scalar leaf asks for a kind, not a dtype).
+    - `found_dtype`: the `numpy.dtype` of the record in the file, or `None` where
+        none was read.
+    - `offset`: the byte offset in the file at which the failing record starts (for
+        trailing data or a bad checksum: where the unexpected bytes or the trailer
+        start), or `None` where it is unknown (a stream that cannot `tell()`).
     """
 
     path: tuple
+    expected_shape: tuple[int, ...] | None
+    found_shape: tuple[int, ...] | None
+    expected_dtype: np.dtype | None
+    found_dtype: np.dtype | None
+    offset: int | None
 
-    def __init__(self, message: str, path: tuple = ()):
+    def __init__(
+        self,
+        message: str,
+        path: tuple = (),
+        *,
+        expected_shape: Sequence[int] | None = None,
+        found_shape: Sequence[int] | None = None,
+        expected_dtype: Any = None,
+        found_dtype: Any = None,
+        offset: int | None = None,
+    ):
         super().__init__(message)
         self.path = path
+        self.expected_shape = _shape_or_none(expected_shape)
+        self.found_shape = _shape_or_none(found_shape)
+        self.expected_dtype = _dtype_or_none(expected_dtype)
+        self.found_dtype = _dtype_or_none(found_dtype)
+        self.offset = None if offset is None else int(offset)
 
-    def __reduce__(self) -> tuple:  # keep `path` through pickling (multiprocessing)
-        return (type(self), (str(self), self.path))
+
+class DTypePromotionError(TypePromotionError, TypeError):
+    """Raised when a layer gets an input whose dtype its parameters may not be mixed
+    with under `jax.numpy_dtype_promotion("strict")`. Both JAX's
+    `TypePromotionError` (what Equinox raises here) and a `TypeError` (what ecliptic
+    raises for other dtype mismatches). Not exported: catch it as either base
+    class."""
+
+
+class ShapeError(ValueError, TypeError):
+    """Raised when a layer of `ecliptic.nn` is called on an input of the wrong shape
+    (at trace time, before anything runs). Both a `ValueError` and a `TypeError`, so
+    code written for Equinox keeps catching it whichever it expected (Equinox's
+    `Linear` and `MLP` fail inside `jnp.matmul` with a `TypeError`, its convolutions
+    and normalisations with a `ValueError`).
+
+    **Attributes:**
+
+    - `layer`: the layer, described with its configuration, e.g.
+        `"ecliptic.nn.Linear(in_features=3, out_features=2)"`.
+    - `argument`: the name of the argument whose shape is wrong, e.g. `"x"`.
+    - `expected`: the expected shape, as a tuple with one entry per axis: an `int`
+        for a required size, a `str` for a named axis of any size (e.g. `"H"`), or
+        `None` for any size.
+    - `actual`: the shape that was received, a tuple of ints.
+    """
+
+    layer: str | None
+    argument: str | None
+    expected: tuple[int | str | None, ...] | None
+    actual: tuple[int, ...] | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        layer: str | None = None,
+        argument: str | None = None,
+        expected: Sequence[int | str | None] | None = None,
+        actual: Sequence[int] | None = None,
+    ):
+        super().__init__(message)
+        self.layer = layer
+        self.argument = argument
+        self.expected = None if expected is None else tuple(expected)
+        self.actual = _shape_or_none(actual)
+
+
+class TooManyTracesError(RuntimeError):
+    """Raised by a function wrapped with `ecliptic.debug.assert_max_traces` when it
+    is traced more often than allowed. A `RuntimeError` (as in Equinox).
+
+    **Attributes:**
+
+    - `function_name`: the wrapped function's name (its `__name__`, e.g.
+        `"f"` or `"<lambda>"`).
+    - `max_traces`: the allowed number of traces.
+    - `count`: the number of traces so far, this one included.
+    - `argument`: the name of the argument whose shape, dtype or static value
+        changed and so caused the retrace, or `None` when no single argument did.
+    """
+
+    function_name: str | None
+    max_traces: int | None
+    count: int | None
+    argument: str | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        function_name: str | None = None,
+        max_traces: int | None = None,
+        count: int | None = None,
+        argument: str | None = None,
+    ):
+        super().__init__(message)
+        self.function_name = function_name
+        self.max_traces = max_traces
+        self.count = count
+        self.argument = argument
 
 
 class UnboundAxisNameError(NameError, ValueError):
@@ -92,9 +225,11 @@ class UnboundAxisNameError(NameError, ValueError):
     exported: catch it as either base class."""
 
 
-for _cls in (EquinoxRuntimeError, EquinoxTracetimeError, CheckpointError):
+for _cls in (EquinoxRuntimeError, EquinoxTracetimeError, CheckpointError, ShapeError):
     _cls.__module__ = "ecliptic"
+TooManyTracesError.__module__ = "ecliptic.debug"
 UnboundAxisNameError.__module__ = "ecliptic.nn"
+DTypePromotionError.__module__ = "ecliptic.nn"
 del _cls
 
 
@@ -239,8 +374,9 @@ def shape_error(
     call: str = "layer",
     axis_names: Sequence[str | None] | None = None,
     hint: str | None = None,
-) -> ValueError:
-    """Builds the `ValueError` for an input whose shape does not match.
+) -> ShapeError:
+    """Builds the [`ShapeError`][] (a `ValueError`) for an input whose shape does not
+    match.
 
     The message reads *subject -> expected -> got -> fix*:
 
@@ -263,7 +399,9 @@ def shape_error(
         `"in_features=16"`), used to say which axis has the wrong size.
     - `hint`: an optional extra sentence appended to the message.
 
-    **Returns:** the `ValueError` (the caller raises it).
+    **Returns:** the `ShapeError`, with `subject`, `name`, `expected` and `shape` as
+    its `layer`, `argument`, `expected` and `actual` attributes (the caller raises
+    it).
     """
     shape = tuple(int(s) for s in shape)
     msg = (
@@ -303,7 +441,9 @@ def shape_error(
                     msg += " " + other
     if hint:
         msg += " " + hint
-    return ValueError(msg)
+    return ShapeError(
+        msg, layer=subject, argument=name, expected=tuple(expected), actual=shape
+    )
 
 
 def check_shape(
@@ -351,7 +491,14 @@ def describe(obj: Any, **config: Any) -> str:
     return f"{prefix}{type(obj).__name__}({args})"
 
 
-def dtype_error(subject: str, param_dtype: Any, x_dtype: Any, *, name: str = "x"):
+def dtype_error(
+    subject: str,
+    param_dtype: Any,
+    x_dtype: Any,
+    *,
+    name: str = "x",
+    strict: bool = False,
+) -> TypeError:
     """Builds the `TypeError` for an input whose dtype does not match the layer's
     parameters (where JAX would not, or under strict promotion may not, mix them).
 
@@ -361,11 +508,14 @@ def dtype_error(subject: str, param_dtype: Any, x_dtype: Any, *, name: str = "x"
     - `param_dtype`: the dtype of the layer's parameters.
     - `x_dtype`: the dtype of the input.
     - `name`: the argument's name, shown in backticks.
+    - `strict`: whether JAX refused to mix them under strict dtype promotion: then
+        the error is also a `jax.dtypes.TypePromotionError`, as JAX's own would be.
 
     **Returns:** the `TypeError` (the caller raises it).
     """
     p, x = np.dtype(param_dtype).name, np.dtype(x_dtype).name
-    return TypeError(
+    cls = DTypePromotionError if strict else TypeError
+    return cls(
         f"{subject} has {p} parameters, but got `{name}` of dtype {x}. Cast the "
         f"input with `{name}.astype(jnp.{p})`, or build the layer with "
         f"`dtype=jnp.{x}`."

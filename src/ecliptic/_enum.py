@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
 import jax.core
 import jax.numpy as jnp
 import numpy as np
+import wadler_lindig as wl
 from jaxtyping import Array, ArrayLike, Bool, Int
 
 from ._errors import branched_error_if
+from ._messages import enumeration_item_redefined
 from ._module import field, Module
+
+
+def _lookup(enumeration: Any, value: Any) -> str:
+    # The message(s) of an item's value: one message for a scalar; for a batched
+    # value (from `vmap`), the NumPy array of messages as `str` prints it.
+    if isinstance(value, jax.core.Tracer):
+        return "traced"
+    if not isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        return "unknown"  # a leaf swapped out by a tree map (None, a struct, ...)
+    value = np.asarray(value)
+    if value.ndim == 0:
+        return enumeration._messages[int(value)]
+    messages = np.asarray(enumeration._messages, dtype=str)
+    return str(messages[value])
 
 
 class EnumerationItem(Module):
     """One item of an [`ecliptic.Enumeration`][]: an `int32` scalar array (possibly
-    traced) and the enumeration class it belongs to (static)."""
+    traced, or batched by `vmap`) and the enumeration class it belongs to (static).
 
-    _value: Int[Array, ""]
+    Operations on items whose values are concrete (not traced) run at trace time,
+    even inside `jit`, so their results are concrete too.
+    """
+
+    _value: Int[Array | np.ndarray, "*batch"]
     _enumeration: Any = field(static=True)
 
     def __eq__(self, other: object) -> Bool[Array, ""]:  # pyright: ignore[reportIncompatibleMethodOverride]
@@ -37,20 +58,25 @@ class EnumerationItem(Module):
                 f"Use `{self._enumeration.__qualname__}.promote(item)` to convert an "
                 "item of a parent enumeration first."
             )
-        return self._value == other._value
+        with jax.ensure_compile_time_eval():
+            return jnp.asarray(self._value == other._value)
 
     def __ne__(self, other: object) -> Bool[Array, ""]:  # pyright: ignore[reportIncompatibleMethodOverride]
-        return jnp.invert(self.__eq__(other))
+        equal = self.__eq__(other)
+        with jax.ensure_compile_time_eval():
+            return jnp.invert(equal)
 
     def __hash__(self) -> int:
         return hash((self._enumeration, int(self._value)))
 
     def __repr__(self) -> str:
         cls = self._enumeration
-        name = f"{cls.__module__}.{cls.__qualname__}"
-        if self.is_traced():
-            return f"{name}<traced>"
-        return f"{name}<{cls._messages[int(self._value)]}>"
+        return f"{cls.__module__}.{cls.__qualname__}<{_lookup(cls, self._value)}>"
+
+    def __pdoc__(self, **kwargs: Any) -> wl.AbstractDoc:
+        # Inside a Module (or any tree) the item prints as its repr, not its fields.
+        del kwargs
+        return wl.TextDoc(repr(self))
 
     def is_traced(self) -> bool:
         """Whether the item's value is a tracer (unknown until run time)."""
@@ -70,6 +96,34 @@ class EnumerationItem(Module):
         return branched_error_if(token, pred, self._value, self._enumeration._messages)
 
 
+def _collect_items(
+    cls_name: str, bases: tuple[type, ...], members: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    # Item names and messages of a new enumeration, numbered in order: each base's
+    # items (bases left to right), then its own. A name seen again keeps its number
+    # and takes the later message, with a warning if that message differs.
+    names: list[str] = []
+    messages: list[str] = []
+    index: dict[str, int] = {}
+    inherited = [
+        zip(getattr(base, "_names", ()), getattr(base, "_messages", ()))
+        for base in bases
+    ]
+    for pairs in [*inherited, members.items()]:
+        for item_name, message in pairs:
+            if item_name not in index:
+                index[item_name] = len(names)
+                names.append(item_name)
+                messages.append(message)
+                continue
+            old = messages[index[item_name]]
+            if message != old:
+                text = enumeration_item_redefined(cls_name, item_name, old, message)
+                warnings.warn(text, UserWarning, stacklevel=3)
+            messages[index[item_name]] = message
+    return names, messages
+
+
 class _EnumerationMeta(type):
     # Set on every enumeration class by `__new__` (annotations only: no defaults).
     _names: tuple[str, ...]
@@ -78,15 +132,6 @@ class _EnumerationMeta(type):
     _promote_tables: dict[type, np.ndarray]
 
     def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]):
-        messages: list[str] = []
-        names: list[str] = []
-        for base in reversed(bases):
-            for item_name, message in zip(
-                getattr(base, "_names", ()), getattr(base, "_messages", ())
-            ):
-                if item_name not in names:
-                    names.append(item_name)
-                    messages.append(message)
         members = {}
         for key, value in namespace.items():
             if key.startswith("__") and key.endswith("__"):
@@ -100,18 +145,15 @@ class _EnumerationMeta(type):
                     f"{value!r}."
                 )
             members[key] = value
-        for key, value in members.items():
-            if key in names:
-                messages[names.index(key)] = value
-            else:
-                names.append(key)
-                messages.append(value)
+        for key in members:
             del namespace[key]
+        names, messages = _collect_items(name, bases, members)
         cls = super().__new__(mcs, name, bases, namespace)
         cls._names = tuple(names)
         cls._messages = tuple(messages)
+        # NumPy values, so defining an enumeration creates no device arrays.
         cls._items = {
-            n: EnumerationItem(jnp.asarray(i, dtype=jnp.int32), cls)
+            n: EnumerationItem(np.array(i, dtype=np.int32), cls)
             for i, n in enumerate(names)
         }
         cls._promote_tables = {}
@@ -140,13 +182,7 @@ class _EnumerationMeta(type):
                 f"{name}[...] takes an item of {name}, as in `{name}[{name}.{example}]`"
                 f"; got {item!r}."
             )
-        if item.is_traced():
-            raise ValueError(
-                f"{cls.__qualname__}[item] needs a concrete item to look up its "
-                "message, but the item is traced (inside jit/vmap/grad). Look it up "
-                "outside the transformation, or use `item.error_if(token, pred)`."
-            )
-        return cls._messages[int(item._value)]
+        return _lookup(cls, item._value)
 
     def __len__(cls) -> int:
         return len(cls._names)
@@ -174,9 +210,15 @@ class Enumeration(metaclass=_EnumerationMeta):
     ```
 
     Items are Modules holding an `int32` value, so they can be returned from or
-    passed into `jit`. A subclass inherits its parent's items (with the same
-    values) and may add more; [`promote`][ecliptic.Enumeration.promote] converts a
-    parent's item into the subclass.
+    passed into `jit`. `==`, `!=`, `where` and `promote` on concrete items run at
+    trace time (even inside `jit`), so `if status == Status.ok:` works there.
+    `Status[item]` is `"traced"` for a traced item, and for a batched item (out of
+    `vmap`) the array of its messages, as a string.
+
+    A subclass inherits its parent's items (with the same values) and may add more;
+    redefining an inherited item with another message warns (`UserWarning`).
+    [`promote`][ecliptic.Enumeration.promote] converts a parent's item into the
+    subclass.
     """
 
     @classmethod
@@ -190,7 +232,9 @@ class Enumeration(metaclass=_EnumerationMeta):
         - `pred`: a boolean scalar (may be traced).
         - `a`, `b`: items of this enumeration.
 
-        **Returns:** an item of this enumeration.
+        **Returns:** an item of this enumeration: `a` itself when `a` and `b` are the
+        same item (nothing is staged), otherwise concrete when all of `pred`, `a` and
+        `b` are.
         """
         for item in (a, b):
             if not isinstance(item, EnumerationItem) or item._enumeration is not cls:
@@ -198,7 +242,11 @@ class Enumeration(metaclass=_EnumerationMeta):
                     f"{cls.__qualname__}.where(pred, a, b) needs `a` and `b` to be "
                     f"items of {cls.__qualname__}; got {item!r}."
                 )
-        return EnumerationItem(jnp.where(pred, a._value, b._value), cls)
+        if a._value is b._value:
+            return a  # nothing to select: no operation is staged
+        with jax.ensure_compile_time_eval():
+            value = jnp.where(pred, a._value, b._value)
+        return EnumerationItem(value, cls)
 
     @classmethod
     def promote(cls, item: EnumerationItem) -> EnumerationItem:
@@ -218,4 +266,6 @@ class Enumeration(metaclass=_EnumerationMeta):
                 f"{cls.__qualname__}.promote(item) converts items of a parent "
                 f"enumeration of {cls.__qualname__}; got {item!r}."
             )
-        return EnumerationItem(jnp.asarray(table)[item._value], cls)
+        with jax.ensure_compile_time_eval():
+            value = jnp.asarray(table)[item._value]
+        return EnumerationItem(value, cls)

@@ -11,7 +11,12 @@ How a failed check reaches the user:
    dispatch on CPU (programs with host callbacks run synchronously there) and at the
    latest when the result is used or blocked on elsewhere.
 3. Where `filter_jit` sees that exception it re-raises a clean `EquinoxRuntimeError`
-   carrying the user's message (see `_runtime_error.py`).
+   carrying the user's message and the user's frames where the check was made,
+   captured when it was traced (see `_runtime_error.py`).
+
+A predicate that is a Python bool is resolved at once: `x` is returned, or (if `True`)
+`EquinoxTracetimeError` is raised; only a check deferred to run time needs an array
+in `x` to carry it.
 
 The mode is chosen by `on_error=` or, by default, by the environment variable
 `ECLIPTIC_ON_ERROR` (or `EQX_ON_ERROR`), read once at import: `raise` (default),
@@ -28,13 +33,15 @@ import jax
 import jax.core
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import jaxlib
 import numpy as np
 from jaxtyping import ArrayLike, Bool, Int, PyTree
 
 from ._checks import EquinoxTracetimeError
 from ._dispatch import filter_jit
 from ._filters import is_array
-from ._runtime_error import raise_failed_check
+from ._messages import check_site, error_if_no_array_error
+from ._runtime_error import raise_failed_check, Stack
 from ._unvmap import unvmap_any, unvmap_max
 
 
@@ -65,16 +72,44 @@ if ON_ERROR == "breakpoint":
     )
 
 
-def _call_site() -> str:
-    """`file:line` of the innermost frame outside ecliptic and JAX."""
-    here = os.path.dirname(__file__)
+# Where the check is made: ecliptic's own frames and JAX's are never the user's.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_JAX_DIRS = tuple(
+    os.path.dirname(os.path.abspath(str(m.__file__))) + os.sep for m in (jax, jaxlib)
+)
+# How many of the user's frames (innermost first) a failed check made under a
+# transformation shows. Past it the outer frames are left out of the message.
+MAX_STACK_FRAMES = 12
+
+
+def _user_stack(traced: bool) -> Stack:
+    """The user's frames at the `error_if` call, as `(filename, line, function)`,
+    outermost first (frames of ecliptic and JAX are never the user's).
+
+    **Arguments:**
+
+    - `traced`: whether the check is being traced by a transformation (its inputs
+        hold tracers). Then the frames are those inside the outermost JAX frame (the
+        user's code inside the jitted, vmapped, ... function, not the code that
+        called it while tracing, which may not be what calls it at run time), at
+        most `MAX_STACK_FRAMES`. Otherwise the check runs where it is called, and
+        the error's own traceback shows the callers: only the `error_if` call site.
+    """
+    frames: list[tuple[str, int, str]] = []
+    inside = None  # how many user frames lie inside the outermost JAX frame
     frame = sys._getframe(1)
     while frame is not None:
         file = frame.f_code.co_filename
-        if not file.startswith(here) and f"{os.sep}jax{os.sep}" not in file:
-            return f"error_if called at {file}:{frame.f_lineno}"
+        if file.startswith(_JAX_DIRS):
+            inside = len(frames)
+        elif not file.startswith(_PACKAGE_DIR):
+            frames.append((file, frame.f_lineno, frame.f_code.co_name))
+            if not traced:
+                break
         frame = frame.f_back
-    return "location unknown"
+    if traced and inside:
+        del frames[inside:]
+    return tuple(reversed(frames[:MAX_STACK_FRAMES]))
 
 
 # ---------------------------------------------------------------------------
@@ -82,7 +117,7 @@ def _call_site() -> str:
 
 
 def _nan_like(x):
-    dtype = np.result_type(x)
+    dtype = np.dtype(x.dtype)  # `x` is an array (or a tracer)
     if np.issubdtype(dtype, np.inexact):
         fill = np.nan
     elif np.issubdtype(dtype, np.integer):
@@ -101,7 +136,7 @@ def _failure_branch(leaves, index, msgs, mode, where):
         raise_failed_check(msgs[int(i)], where)
 
     def show_msg(i):
-        print(f"ecliptic.EquinoxRuntimeError: {msgs[int(i)]} ({where})")
+        print(f"ecliptic.EquinoxRuntimeError: {msgs[int(i)]} ({check_site(where)})")
 
     if mode == "raise":
         return lambda: jax.pure_callback(
@@ -134,9 +169,10 @@ def _checked(leaves, pred, index, msgs, mode, where):
     return check(list(leaves), pred, index)
 
 
-def _static_outcome(x, pred, index, msgs, mode):
+def _static_outcome(x, pred, index, msgs, mode, stacklevel=4):
     """Resolves a predicate known while tracing. Returns `x` (no error), raises, or
-    returns `None` when the check must happen at run time."""
+    returns `None` when the check must happen at run time. `stacklevel` is that of
+    the warning of `on_error='nan'`, counted from here."""
     if isinstance(pred, jax.core.Tracer):
         return None
     if not bool(pred):
@@ -150,7 +186,7 @@ def _static_outcome(x, pred, index, msgs, mode):
         warnings.warn(
             f"error_if: the predicate is True while tracing, so NaNs replace the "
             f"value now (on_error='nan'). Message: {msg}",
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
         return jtu.tree_map(lambda a: _nan_like(a) if is_array(a) else a, x)
     if mode == "breakpoint":
@@ -173,6 +209,8 @@ def _branched_error_if_impl(x, pred, index, msgs, *, on_error, where):
         return done
     leaves, treedef = jtu.tree_flatten(x)
     positions = [i for i, leaf in enumerate(leaves) if is_array(leaf)]
+    if not positions:
+        raise error_if_no_array_error(x)
     checked = _checked([leaves[i] for i in positions], pred, index, msgs, mode, where)
     for i, new in zip(positions, checked, strict=True):
         leaves[i] = new
@@ -195,12 +233,6 @@ def _validate(x, msgs, on_error) -> None:
                 f"error_if expected each message to be a str, but got "
                 f"{type(m).__name__} {m!r}. Fix: pass the message as a string."
             )
-    if not any(is_array(leaf) for leaf in jtu.tree_leaves(x)):
-        raise ValueError(
-            "error_if expected `x` to contain at least one array (the check is "
-            f"attached to it), but got a PyTree with no arrays: {x!r}. Fix: pass an "
-            "array that the following computation uses, e.g. `x = error_if(x, ...)`."
-        )
 
 
 def error_if(
@@ -215,7 +247,8 @@ def error_if(
 
     **Arguments:**
 
-    - `x`: any PyTree containing at least one array; returned unchanged. The check
+    - `x`: any PyTree; returned unchanged. It must contain at least one array
+        unless `pred` is a Python bool (a check resolved while tracing). The check
         runs after `x` is computed and before the returned value is used: **if the
         returned value is unused, the check is removed** (dead code elimination).
     - `pred`: a boolean, or boolean array of any shape `(...)`; the error fires if any
@@ -232,7 +265,7 @@ def error_if(
     carries `msg`. A predicate known to be `True` while tracing raises
     [`ecliptic.EquinoxTracetimeError`][] immediately.
     """
-    return branched_error_if(x, pred, 0, [msg], on_error=on_error)
+    return _branched(x, pred, 0, (msg,), on_error)
 
 
 def branched_error_if(
@@ -256,7 +289,22 @@ def branched_error_if(
 
     **Returns:** `x`, unchanged.
     """
-    msgs = tuple(msgs)
+    return _branched(x, pred, index, tuple(msgs), on_error)
+
+
+def _branched(x, pred, index, msgs: tuple, on_error: str):
+    """`branched_error_if`, called by both public functions (so that a warning's
+    `stacklevel` reaches the user's code the same way from either)."""
     _validate(x, msgs, on_error)
-    where = _call_site()
+    if not (is_array(pred) or is_array(index)):
+        # Python values: resolved now, without tracing a program (and with no
+        # array needed in `x`).
+        mode = ON_ERROR if on_error == "default" else on_error
+        if mode == "off":
+            return x
+        return _static_outcome(x, bool(pred), int(index), msgs, mode, stacklevel=4)
+    traced = any(
+        isinstance(leaf, jax.core.Tracer) for leaf in jtu.tree_leaves((x, pred, index))
+    )
+    where = _user_stack(traced)
     return _checked_impl(x, pred, index, msgs, on_error=on_error, where=where)

@@ -88,9 +88,9 @@ _INEXACT_BY_DTYPE: BoundedCache = BoundedCache(_INEXACT_DTYPES_MAX)
 def _is_inexact_dtype(dtype: Any) -> bool:
     out = _INEXACT_BY_DTYPE.get(dtype)
     if out is None:
-        out = bool(np.issubdtype(dtype, np.inexact)) or jnp.issubdtype(
-            dtype, jnp.inexact
-        )
+        # `jnp.issubdtype` knows NumPy's dtypes, JAX's extra floats (bfloat16, ...)
+        # and extended dtypes such as PRNG keys (never inexact).
+        out = bool(jnp.issubdtype(dtype, jnp.inexact))
         _INEXACT_BY_DTYPE[dtype] = out
     return out
 

@@ -32,9 +32,17 @@ class _PartialDoc:
         )
 
 
-def _make_custom(
+def make_custom(
     truncate_leaf: Callable[[Any], bool], short_arrays: bool, struct_as_array: bool
 ) -> Callable[[Any], wl.AbstractDoc | None]:
+    """The `custom` hook of `wadler_lindig.pformat` that prints PyTrees as
+    `tree_pformat` does (also behind `ecliptic.internal.TreeWLCustom`).
+
+    **Arguments:** as for `tree_pformat`.
+
+    **Returns:** `custom(obj)`, a document for `obj`, or `None` for the default.
+    """
+
     def custom(obj: Any) -> wl.AbstractDoc | None:
         if truncate_leaf(obj):
             return wl.TextDoc(f"{type(obj).__name__}(...)")
@@ -86,7 +94,7 @@ def tree_pformat(
         width=width,
         indent=indent,
         short_arrays=short_arrays,
-        custom=_make_custom(truncate_leaf, short_arrays, struct_as_array),
+        custom=make_custom(truncate_leaf, short_arrays, struct_as_array),
     )
 
 

@@ -18,13 +18,35 @@ from typing import Any, TypeVar
 import jax
 
 
-__all__ = ["api_boundary", "hide_internal_frames"]
+__all__ = ["api_boundary", "hide_internal_frames", "mark_wholly_ours"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_E = TypeVar("_E", bound=BaseException)
 
 # Every frame whose code lies under this directory is ecliptic's own. (This file is in
 # the package root.)
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+# An attribute set (by `mark_wholly_ours`) on an exception that ecliptic builds to
+# report the user's error, e.g. a failed `error_if` check: when every frame is
+# ecliptic's, none is kept.
+_WHOLLY_OURS = "_ecliptic_wholly_ours"
+
+
+def mark_wholly_ours(e: _E) -> _E:
+    """Marks `e`, an exception that ecliptic built to report the user's error (its
+    message says where the error is), so that `hide_internal_frames` drops every
+    ecliptic frame of its traceback instead of keeping the innermost one.
+
+    **Arguments:**
+
+    - `e`: the exception, before it is raised.
+
+    **Returns:** `e`.
+    """
+    setattr(e, _WHOLLY_OURS, True)
+    return e
 
 
 def hide_internal_frames(e: BaseException) -> None:
@@ -49,7 +71,7 @@ def hide_internal_frames(e: BaseException) -> None:
     (`JAX_TRACEBACK_FILTERING=off`, or
     `jax.config.update("jax_traceback_filtering", "off")`). If every frame is
     ecliptic's, the innermost one (where the error was raised) is kept, so the
-    traceback is never empty.
+    traceback is never empty, unless `e` was marked by `mark_wholly_ours`.
 
     **Arguments:**
 
@@ -69,6 +91,9 @@ def hide_internal_frames(e: BaseException) -> None:
     if len(kept) == total:
         return  # nothing of ours (or no traceback at all)
     if not kept and last is not None:
+        if getattr(e, _WHOLLY_OURS, False):
+            e.with_traceback(None)  # the message says where; the caller's frame follows
+            return
         kept = [last]
     new = None
     for tb in reversed(kept):

@@ -25,6 +25,7 @@ from jaxtyping import PyTree
 from ._caches import BoundedCache
 from ._checks import warn_deprecated
 from ._filters import is_array
+from ._messages import mapped_axis_error
 from ._module import module_update_wrapper, Static
 from ._prefix import PrefixSpec
 from ._wrap import (
@@ -134,7 +135,8 @@ def _named_in_axes(fun: Callable, in_axes: Any, args: tuple, where: str) -> Any:
     return out
 
 
-def _check_mapped_leaf(leaf: Any, axis: int, where: str) -> None:
+def _check_mapped_leaf(leaf: Any, axis: int, where: str, args: tuple, i: int) -> None:
+    """Checks that `leaf`, the `i`-th leaf of `args`, can be mapped over `axis`."""
     if not is_array(leaf):
         raise ValueError(
             f"ecliptic.{where} was asked to map over axis {axis} of a leaf that is not "
@@ -142,6 +144,10 @@ def _check_mapped_leaf(leaf: Any, axis: int, where: str) -> None:
             "mapped: use `in_axes=None` (or `ecliptic.if_array(0)`) for it, or pass "
             "`jnp.asarray(...)`."
         )
+    ndim = len(leaf.shape)
+    if not -ndim <= axis < ndim:
+        path = jtu.keystr(jtu.tree_flatten_with_path(args)[0][i][0])
+        raise mapped_axis_error(where, path, leaf.shape, axis)
 
 
 class _Mapped:
@@ -153,7 +159,7 @@ class _Mapped:
         )
         self.index = [i for i, a in enumerate(self.axes) if a is not None]
         for i in self.index:
-            _check_mapped_leaf(self.leaves[i], self.axes[i], where)
+            _check_mapped_leaf(self.leaves[i], self.axes[i], where, args, i)
         self.dynamic = [self.leaves[i] for i in self.index]
         self.dynamic_axes = [self.axes[i] for i in self.index]
 
@@ -329,9 +335,9 @@ class _PmapCall:
         in_axes = _named_in_axes(wrapper._fun, wrapper._in_axes, args, where)
         fun_leaves, self.fun_def = jtu.tree_flatten(wrapper._fun)
         arg_leaves, axes, self.args_def = _flatten_axes(args, in_axes, "in_axes", where)
-        for leaf, axis in zip(arg_leaves, axes, strict=True):
+        for i, axis in enumerate(axes):
             if axis is not None:
-                _check_mapped_leaf(leaf, axis, where)
+                _check_mapped_leaf(arg_leaves[i], axis, where, args, i)
         self.fun_leaves, self.arg_leaves = fun_leaves, arg_leaves
         self.fun_dynamic = [x for x in fun_leaves if is_array(x)]
         self.arg_dynamic = [x for x in arg_leaves if is_array(x)]

@@ -232,6 +232,19 @@ class Lowered:
         """The lowered program (StableHLO) as text."""
         return self.lowered.as_text()
 
-    def compile(self) -> Compiled:
-        """Compiles the lowered program; returns a callable [`Compiled`][]."""
-        return Compiled(self.lowered.compile(), self._call)
+    def compile(
+        self, compiler_options: Mapping[str, str | bool | int | float] | None = None
+    ) -> Compiled:
+        """Compiles the lowered program.
+
+        **Arguments:**
+
+        - `compiler_options`: optional XLA compiler options, by name (e.g.
+            `{"xla_embed_ir_in_executable": True}`), handed to XLA as JAX's
+            `Lowered.compile(compiler_options=...)` does. An option XLA does not know
+            makes XLA raise.
+
+        **Returns:** a callable [`Compiled`][].
+        """
+        compiled = self.lowered.compile(compiler_options=compiler_options)
+        return Compiled(compiled, self._call)

@@ -4,7 +4,7 @@ import jax.tree_util as jtu
 import pytest
 
 from ecliptic import filter_jit
-from ecliptic.debug import assert_max_traces, get_num_traces
+from ecliptic.debug import assert_max_traces, get_num_traces, TooManyTracesError
 
 
 def test_counts_traces_under_filter_jit():
@@ -54,3 +54,40 @@ def test_bad_arguments():
         ValueError, match="wrapped with `ecliptic.debug.assert_max_traces`"
     ):
         get_num_traces(lambda x: x)
+
+
+def test_error_attributes_name_function_limit_count_and_argument():
+    @filter_jit
+    @assert_max_traces(max_traces=2)
+    def scale(x, n):
+        return x * n
+
+    scale(jnp.ones(2), 2)
+    scale(jnp.ones(2), 3)
+    with pytest.raises(TooManyTracesError) as info:
+        scale(jnp.ones(2), 4)
+    err = info.value
+    assert isinstance(err, RuntimeError)
+    assert (err.function_name, err.max_traces, err.count) == ("scale", 2, 3)
+    assert err.argument == "n"
+
+
+def test_error_attributes_when_no_argument_changed():
+    g = assert_max_traces(lambda x: x, max_traces=1)
+    g(jnp.ones(2))
+    with pytest.raises(TooManyTracesError) as info:
+        g(jnp.ones(2))
+    err = info.value
+    assert (err.function_name, err.count, err.argument) == ("<lambda>", 2, None)
+
+
+def test_error_attributes_survive_pickling():
+    import pickle
+
+    f = jax.jit(assert_max_traces(lambda x, y: x, max_traces=1))
+    f(jnp.ones(2), jnp.ones(2))
+    with pytest.raises(TooManyTracesError) as info:
+        f(jnp.ones(2), jnp.ones(3))
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is TooManyTracesError and again.argument == "y"
+    assert (again.max_traces, again.count) == (1, 2)

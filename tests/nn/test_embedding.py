@@ -105,11 +105,35 @@ def test_rope_preserves_norms_and_relative_positions(getkey):
     np.testing.assert_allclose(jnp.dot(rq[3], rk[1]), jnp.dot(rq[4], rk[2]), rtol=1e-4)
 
 
-def test_rope_dtypes(getkey):
+def test_rope_mixed_dtypes_under_standard_promotion(getkey):
+    # As Equinox: computed in the promoted dtype, returned in the input's dtype.
+    x = jr.normal(getkey(), (3, 4))
+    with jax.numpy_dtype_promotion("standard"):
+        y16 = enn.RotaryPositionalEmbedding(4)(x.astype(jnp.float16))
+        y32 = enn.RotaryPositionalEmbedding(4, dtype=jnp.bfloat16)(x)
+    assert y16.dtype == jnp.float16
+    assert y32.dtype == jnp.float32
+    want = _rope_reference(x.astype(jnp.float16), 10_000.0)
+    np.testing.assert_allclose(y16.astype(jnp.float32), want, rtol=2e-3, atol=2e-3)
+
+
+def test_rope_same_dtype_under_strict_promotion(getkey):
     x = jr.normal(getkey(), (3, 4)).astype(jnp.bfloat16)
-    assert enn.RotaryPositionalEmbedding(4)(x).dtype == jnp.bfloat16
-    r16 = enn.RotaryPositionalEmbedding(4, dtype=jnp.bfloat16)
-    assert r16(jnp.ones((3, 4))).dtype == jnp.float32
+    rope = enn.RotaryPositionalEmbedding(4, dtype=jnp.bfloat16)
+    assert rope(x).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("offset", [0, jnp.array(2)])
+def test_rope_strict_promotion_refuses_mixed_dtypes(offset):
+    rope = enn.RotaryPositionalEmbedding(4, dtype=jnp.float32)
+    x = jnp.ones((3, 4), jnp.float16)
+    with jax.numpy_dtype_promotion("strict"):
+        with pytest.raises(
+            jax.dtypes.TypePromotionError,
+            match=r"rotation tables in float32, but got `x` of dtype float16.*"
+            + re.escape("x.astype(jnp.float32)"),
+        ):
+            rope(x, offset=offset)
 
 
 def test_rope_errors():

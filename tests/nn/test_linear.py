@@ -136,5 +136,19 @@ def test_mixed_dtypes_under_strict_promotion(getkey):
     lin = enn.Linear(2, 2, key=getkey())
     with pytest.raises(TypeError, match="has float32 parameters, but got `x` of dtype"):
         lin(jnp.ones(2, jnp.bfloat16))
+    # What JAX (and so Equinox) raises here, so code written for it keeps catching it.
+    with pytest.raises(jax.dtypes.TypePromotionError):
+        lin(jnp.ones(2, jnp.bfloat16))
     with jax.numpy_dtype_promotion("standard"):
         assert lin(jnp.ones(2, jnp.bfloat16)).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("x", [jnp.ones(3), jnp.ones((4, 2))])
+def test_shape_error_is_caught_as_equinox_code_expects(getkey, x):
+    # Equinox's Linear fails in `jnp.matmul` with a TypeError; ecliptic's check is
+    # a ShapeError, which is both that and a ValueError.
+    lin = enn.Linear(2, 2, key=getkey())
+    with pytest.raises(TypeError):
+        lin(x)
+    with pytest.raises(ValueError):
+        lin(x)

@@ -281,15 +281,15 @@ class _JitWrapper(MethodWrapper):
         # the user's function shows the user's frames, not ecliptic's.
         try:
             d = self._dispatch
-            g = d.last
-            if g is None or kwargs:
+            last = d.last
+            if last is None or kwargs:
                 return d.call(self._dynamic_fun, args, kwargs)
             # Guards: the predicted one first (the successor of the last one that
             # passed), then the others.
-            g = g.next
+            g = last.next
             dyn = g.check(args)
             if dyn is None:
-                found = d.search(args, d.last)
+                found = d.search(args, last)
                 if found is None:
                     return d.call(self._dynamic_fun, args, kwargs)
                 g, dyn = found

@@ -73,8 +73,16 @@ class Slot:
     compiled entries by static-leaf values, and how often each entry was reached
     here (a guard is made on the second time)."""
 
-    __slots__ = ("types", "mask", "static_get", "dyn_get", "n_first", "entry")
-    __slots__ += ("by_static", "seen")
+    __slots__ = (
+        "types",
+        "mask",
+        "static_get",
+        "dyn_get",
+        "n_first",
+        "entry",
+        "by_static",
+        "seen",
+    )
 
     def __init__(self, types: tuple, mask: list[bool], n_first: int):
         statics = [i for i, m in enumerate(mask) if not m]

@@ -30,9 +30,9 @@ from __future__ import annotations
 from gc import disable as gc_disable, enable as gc_enable, isenabled as gc_enabled
 from typing import Any
 
-import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
+from jax._src.array import ArrayImpl
 
 from .._filters import is_array
 from .._module import Module
@@ -41,8 +41,10 @@ from ._memo import MEMO_MIN_LEAVES, record, token_for
 
 
 # The array types a guard or a memo entry accepts as array leaves (a jax.Array that
-# is not a tracer, and NumPy arrays).
-ARRAY_TYPES = frozenset({type(jnp.zeros(())), np.ndarray})
+# is not a tracer, and NumPy arrays). Named by class, not found by making an array:
+# importing ecliptic must not initialise a backend (so `jax_num_cpu_devices` and
+# `jax.distributed.initialize()` still work after `import ecliptic`).
+ARRAY_TYPES = frozenset({ArrayImpl, np.ndarray})
 # A generated builder longer than this many lines is not made (its compile time
 # would pass the time of many calls); the output is unflattened by `jax.tree_util`
 # instead, about twice as slow per Module.

@@ -59,14 +59,18 @@ def _converter_annotation(converter: Callable[[Any], Any]) -> Any:
 
 def make_dataclass(cls: type, has_dataclass_init: bool) -> None:
     """Makes `cls` a dataclass in place (abstract annotations hidden meanwhile); a
-    generated `__init__` annotates each converted field with its converter's input."""
+    generated `__init__` annotates each converted field with its converter's input
+    and keeps the docstring of the `__init__` it replaces (the one `cls` inherited),
+    so `help` shows the parent's documentation, as in Equinox."""
     annotations = cls.__dict__.get("__annotations__", {})
+    inherited_doc = cls.__init__.__doc__
     cls.__annotations__ = without_abstract_annotations(annotations)
     try:
         dataclasses.dataclass(eq=False, repr=False, init=has_dataclass_init)(cls)
     finally:
         cls.__annotations__ = annotations
     if has_dataclass_init:
+        cls.__init__.__doc__ = inherited_doc
         init_annotations = cls.__init__.__annotations__
         for f in dataclasses.fields(cls):
             converter = f.metadata.get("converter")
@@ -137,7 +141,7 @@ def make_shadow(
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__,
-        "_ecliptic_shadow": None,
+        "_ecliptic_shadow": (),
         "_ecliptic_fast": None,
         "_ecliptic_is_shadow": True,
     }

@@ -68,15 +68,28 @@ def _is_magic(name: str) -> bool:
 
 
 class _MethodDescriptor:
-    """Wraps a method defined on a Module class: reading it from an instance gives a
-    [`BoundMethod`][ecliptic._module.BoundMethod], which is a PyTree (so the instance's
-    arrays are traced when the bound method is passed through a transformation)."""
+    # Wraps a method defined on a Module class: reading it from an instance gives a
+    # `BoundMethod`, which is a PyTree (so the instance's arrays are traced when the
+    # bound method is passed through a transformation); reading it from the class
+    # gives the function.
+    #
+    # To tools that walk the class `__dict__` (doctest, `pytest --doctest-modules`)
+    # it looks like the function it wraps: `__doc__` reads the function's (a
+    # property, so later edits show), and `__module__` and `__wrapped__` are set on
+    # the instance (the class's own `__module__` string must stay for pickling).
+    # `__name__`, `__qualname__` and the rest come through `__getattr__`.
 
-    __slots__ = ("method", "__isabstractmethod__")
+    __slots__ = ("method", "__isabstractmethod__", "__dict__")
 
     def __init__(self, method: types.FunctionType):
         self.method = method
         self.__isabstractmethod__ = getattr(method, "__isabstractmethod__", False)
+        self.__module__ = method.__module__
+        self.__wrapped__ = method
+
+    @property
+    def __doc__(self) -> str | None:  # pyright: ignore[reportIncompatibleVariableOverride]
+        return self.method.__doc__
 
     def __set_name__(self, owner: type, name: str) -> None:
         hook = getattr(self.method, "__set_name__", None)
@@ -92,6 +105,8 @@ class _MethodDescriptor:
         return bound
 
     def __getattr__(self, name: str) -> Any:
+        if name == "method":  # not set yet: a copy or unpickle is being built
+            raise AttributeError(name)
         return getattr(self.method, name)
 
 
@@ -111,8 +126,8 @@ def _construct(cls: Any, args: tuple, kwargs: dict) -> Any:
     info: ClassInfo = cls._ecliptic_info
     if info.abstract:
         raise TypeError(abstract_message(cls))
-    shadow = cls._ecliptic_shadow
-    if shadow is None:
+    shadows = cls._ecliptic_shadow
+    if not shadows:
         obj = _new(cls)
         key = id(obj)
         _initialising.add(key)
@@ -121,7 +136,7 @@ def _construct(cls: Any, args: tuple, kwargs: dict) -> Any:
         finally:
             _initialising.discard(key)
     else:
-        obj = _new(shadow)
+        obj = _new(shadows[0])
         result = cls.__init__(obj, *args, **kwargs)
         _setattr(obj, "__class__", cls)
     if result is not None:
@@ -203,7 +218,9 @@ class _ModuleMeta(abc.ABCMeta):
 
     # Set on each class by `__new__` (declared here for type checkers only).
     _ecliptic_info: ClassInfo
-    _ecliptic_shadow: type | None
+    # `(shadow,)`, or `()` for a class without one: in a tuple, so that tools that
+    # walk the class `__dict__` (doctest) do not take it for a nested class.
+    _ecliptic_shadow: tuple[type, ...]
     # `(shadow, check)` where `__call__`'s fast path applies (see there), else None.
     _ecliptic_fast: tuple[type, Callable[[dict[str, Any]], bool]] | None
     __abstractvars__: frozenset[str]
@@ -257,7 +274,7 @@ class _ModuleMeta(abc.ABCMeta):
             cls, flatten_with_keys, unflatten, flatten_func=flatten
         )
         shadow = make_shadow(_shadow_metaclass(mcs), cls, flatten_with_keys, unflatten)
-        cls._ecliptic_shadow = shadow
+        cls._ecliptic_shadow = () if shadow is None else (shadow,)
         new = any("__new__" in k.__dict__ for k in cls.__mro__[:-1])
         if shadow is None or info.abstract or new:
             cls._ecliptic_fast = None

@@ -56,8 +56,20 @@ _PY_SCALARS = (bool, int, float, complex)
 _SCALAR_KINDS = ((bool, "b"), (int, "iu"), (float, "f"), (complex, "c"))
 
 
+_DETAILS = ("expected_shape", "found_shape", "expected_dtype", "found_dtype")
+
+
 def _keystr(path: tuple) -> str:
     return jtu.keystr(path) if path else "(the root)"
+
+
+def _fill(error: CheckpointError, **details: Any) -> CheckpointError:
+    """Sets those `details` (attributes of `CheckpointError`: shapes as tuples of
+    ints, dtypes as `np.dtype`s) that `error` does not hold yet; returns `error`."""
+    for name, value in details.items():
+        if value is not None and getattr(error, name, None) is None:
+            setattr(error, name, value)
+    return error
 
 
 # ---------------------------------------------------------------------------------
@@ -113,8 +125,17 @@ def _next_record(f: Any, want: Callable[[], str]) -> Record:
 
 
 def _read_array(f: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """Reads one record that must hold exactly `shape` and `dtype`."""
-    expected = np.dtype(dtype)
+    """Reads one record that must hold exactly `shape` and `dtype`; a
+    `CheckpointError` says so in its `expected_shape` and `expected_dtype`."""
+    expected, shape = np.dtype(dtype), tuple(int(s) for s in shape)
+    try:
+        return _read_matching(f, shape, expected)
+    except CheckpointError as e:
+        _fill(e, expected_shape=shape, expected_dtype=expected)
+        raise
+
+
+def _read_matching(f: Any, shape: tuple[int, ...], expected: np.dtype) -> np.ndarray:
     record = _next_record(f, lambda: describe_array(shape, expected))
     found, found_shape = record.dtype, record.shape
     if found != expected and found.kind == "V" and found.names is None:
@@ -123,9 +144,10 @@ def _read_array(f: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
             found = expected
     native = found.newbyteorder("=") if found.byteorder not in "=|" else found
     if native != expected or tuple(found_shape) != tuple(shape):
-        raise record_mismatch_error(
+        error = record_mismatch_error(
             describe_array(shape, expected), found_shape, record.dtype
         )
+        raise _fill(error, found_shape=tuple(found_shape), found_dtype=record.dtype)
     arr = record.read(found)
     if arr.dtype != expected:
         arr = arr.astype(expected)
@@ -134,12 +156,17 @@ def _read_array(f: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 def _read_scalar(f: Any, x: bool | int | float | complex) -> Any:
     kinds = next(k for t, k in _SCALAR_KINDS if isinstance(x, t))
-    record = _next_record(f, lambda: f"a Python {type(x).__name__}")
-    dtype, shape = record.dtype, record.shape
-    if shape != () or dtype.kind not in kinds:
-        want = f"a Python {type(x).__name__} (a 0-d record of kind {kinds!r})"
-        raise record_mismatch_error(want, shape, dtype)
-    return type(x)(record.read().item())
+    try:
+        record = _next_record(f, lambda: f"a Python {type(x).__name__}")
+        dtype, shape = record.dtype, record.shape
+        if shape != () or dtype.kind not in kinds:
+            want = f"a Python {type(x).__name__} (a 0-d record of kind {kinds!r})"
+            error = record_mismatch_error(want, shape, dtype)
+            raise _fill(error, found_shape=tuple(shape), found_dtype=dtype)
+        return type(x)(record.read().item())
+    except CheckpointError as e:
+        _fill(e, expected_shape=())  # a kind, not a dtype: `expected_dtype` is None
+        raise
 
 
 def _to_jax(arr: np.ndarray, like: Any) -> jax.Array:
@@ -205,7 +232,8 @@ def _map_with_spec(
             f"({e}). Pass one callable, or a tree of callables shaped like the tree's "
             "top levels."
         ) from None
-    return match.unflatten([fn(spec, path, leaf) for spec, path, leaf in match.items()])
+    leaves = [fn(spec, path or (), leaf) for spec, path, leaf in match.items()]
+    return match.unflatten(leaves)
 
 
 def _source(path_or_file: Any) -> str:
@@ -215,18 +243,56 @@ def _source(path_or_file: Any) -> str:
     return f"'{name}'" if isinstance(name, str) else f"<{type(path_or_file).__name__}>"
 
 
-def _load_leaf(reader: RecordReader, source: str) -> Callable[[Any, tuple, Any], Any]:
+def _remember(offsets: dict, path: tuple, offset: int | None) -> None:
+    try:
+        offsets[path] = offset
+    except TypeError:  # a custom key entry that cannot be hashed
+        pass
+
+
+def _recall(offsets: dict, path: tuple) -> int | None:
+    try:
+        return offsets.get(path)
+    except TypeError:
+        return None
+
+
+def _leaf_error(
+    e: Exception, source: str, path: tuple, pos: int, reader: RecordReader
+) -> CheckpointError:
+    """`e`, raised while loading the leaf at `path` from the record at `pos`, as a
+    `CheckpointError` naming them (and keeping `e`'s shapes and dtypes)."""
+    inner = e if isinstance(e, CheckpointError) else None
+    detail = str(e) if inner is not None else repr(e)
+    where = (
+        f"record at byte {pos}"
+        if reader.positioned
+        else f"record {pos} bytes after where reading began"
+    )
+    details = {name: getattr(inner, name) for name in _DETAILS} if inner else {}
+    return CheckpointError(
+        f"Checkpoint {source}: could not load leaf `{_keystr(path)}` of `like` "
+        f"({where}): {detail}.",
+        path=path,
+        offset=reader.offset(pos),
+        **details,
+    )
+
+
+def _load_leaf(
+    reader: RecordReader, source: str, offsets: dict
+) -> Callable[[Any, tuple, Any], Any]:
+    """Loads one leaf; remembers in `offsets` where each leaf's records start."""
+
     def load(spec: Any, path: tuple, leaf: Any) -> Any:
-        offset = reader.tell()
+        start = reader.tell()
+        _remember(offsets, path, reader.offset(start))
         try:
             return spec(reader, leaf)
         except Exception as e:
-            detail = str(e) if isinstance(e, CheckpointError) else repr(e)
-            raise CheckpointError(
-                f"Checkpoint {source}: could not load leaf `{_keystr(path)}` of "
-                f"`like` (record at byte {offset}): {detail}.",
-                path=path,
-            ) from e
+            # The failing record: the last one begun while loading this leaf.
+            pos = max(start, reader.record_start)
+            raise _leaf_error(e, source, path, pos, reader) from e
 
     return load
 
@@ -249,8 +315,22 @@ def _difference(new: Any, old: Any, expected_type: type) -> str | None:
     return None
 
 
-def _check_same(out: PyTree, like: PyTree, is_leaf: Any, source: str) -> None:
-    """What a custom `filter_spec` returned must match `like` in type, shape, dtype."""
+def _shapes(old: Any, new: Any) -> dict[str, Any]:
+    """The shapes and dtypes of a leaf of `like` and of the leaf loaded for it (for
+    `CheckpointError`'s attributes), where they have them."""
+    details = {}
+    for leaf, which in ((old, "expected"), (new, "found")):
+        shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
+        if shape is not None and dtype is not None:
+            details[f"{which}_shape"], details[f"{which}_dtype"] = shape, dtype
+    return details
+
+
+def _check_same(
+    out: PyTree, like: PyTree, is_leaf: Any, source: str, offsets: dict
+) -> None:
+    """What a custom `filter_spec` returned must match `like` in type, shape, dtype.
+    `offsets`: where each leaf's records start, by key path."""
     array_impl = None
     like_leaves, treedef = jtu.tree_flatten_with_path(like, is_leaf)
     for (path, old), new in zip(like_leaves, treedef.flatten_up_to(out), strict=True):
@@ -271,6 +351,8 @@ def _check_same(out: PyTree, like: PyTree, is_leaf: Any, source: str) -> None:
                 f"Checkpoint {source}: the loaded leaf `{_keystr(path)}` should "
                 f"have {problem}. Make the `filter_spec` return leaves like `like`'s.",
                 path=path,
+                offset=_recall(offsets, path),
+                **_shapes(old, new),
             )
 
 
@@ -353,8 +435,10 @@ def tree_serialise_leaves(
 def _read_tree(
     reader: RecordReader, source: str, like: PyTree, filter_spec: Any, is_leaf: Any
 ) -> PyTree:
-    out = _map_with_spec(_load_leaf(reader, source), filter_spec, like, is_leaf)
-    _check_same(out, like, is_leaf, source)
+    offsets: dict = {}
+    load = _load_leaf(reader, source, offsets)
+    out = _map_with_spec(load, filter_spec, like, is_leaf)
+    _check_same(out, like, is_leaf, source, offsets)
     return out
 
 
@@ -442,6 +526,7 @@ def save_with_hyperparameters(
 
 
 def _read_hyperparameters(reader: RecordReader, source: str) -> dict[str, Any]:
+    offset = reader.offset(reader.tell())
     line = reader.readline(_MAX_JSON_LINE)
     try:
         if not line.endswith(b"\n"):
@@ -453,7 +538,8 @@ def _read_hyperparameters(reader: RecordReader, source: str) -> dict[str, Any]:
         raise CheckpointError(
             f"Checkpoint {source}: expected a first line holding a JSON dict of "
             f"hyperparameters, but could not read one ({e}). Was the file written "
-            "by `tree_serialise_leaves` instead of `save_with_hyperparameters`?"
+            "by `tree_serialise_leaves` instead of `save_with_hyperparameters`?",
+            offset=offset,
         ) from e
     return hyperparameters
 

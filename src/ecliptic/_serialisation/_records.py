@@ -91,15 +91,22 @@ class RecordReader:
     backwards (as `np.load` does); bytes are hashed only the first time they are
     read. A forward seek past unhashed bytes marks the running hash stale;
     `RecordReader.crc_upto_here` then recomputes it from the file.
+
+    `positioned` says whether positions are offsets in the file (`False` for a stream
+    that cannot `tell()`: they count from where reading began); `record_start` is the
+    position of the last record that `next_record()` began reading (`-1`: none yet).
     """
 
     def __init__(self, raw: Any):
         self._raw = raw
+        self.positioned = True
         try:
             self._pos = int(raw.tell())
         except (AttributeError, OSError, ValueError):
             self._pos = 0
+            self.positioned = False
         self.start = self._pos
+        self.record_start = -1
         self._hashed_end = self._pos
         self._crc = 0
         self._stale = False
@@ -169,7 +176,12 @@ class RecordReader:
     def next_record(self) -> Record | None:
         """The next record, or `None` where the saved leaves end: at the end of the
         file, or at this file's trailer (consumed, so it is never seen as a leaf)."""
+        self.record_start = self._pos
         return _next_record(self, self._pos, self.start)
+
+    def offset(self, pos: int) -> int | None:
+        """`pos` as an offset in the file, or `None` if this stream cannot tell."""
+        return pos if self.positioned else None
 
     def check_end(self, source: str) -> None:
         """After the last leaf: accepts the end of the file, or a valid trailer
@@ -187,7 +199,9 @@ class RecordReader:
             or not rest.startswith(_TRAILER_HEADER)
             or payload[:16] != _TRAILER_MAGIC
         ):
-            raise trailing_data_error(source, pos)
+            error = trailing_data_error(source, pos)
+            error.offset = self.offset(pos)
+            raise error
         saved_crc, reserved, saved_nbytes = struct.unpack("<IIQ", payload[16:])
         nbytes = pos - self.start
         if (saved_crc, reserved, saved_nbytes) != (crc, 0, nbytes):
@@ -195,7 +209,8 @@ class RecordReader:
                 f"Checkpoint {source} is corrupt: its trailer records CRC32 "
                 f"{saved_crc:#010x} over {saved_nbytes} bytes, but the bytes read have "
                 f"CRC32 {crc:#010x} over {nbytes} bytes. Restore the file from a "
-                "backup or save it again."
+                "backup or save it again.",
+                offset=self.offset(pos),
             )
 
     def __getattr__(self, name: str) -> Any:
@@ -369,7 +384,9 @@ def read_record_data(
         if n == 0:
             raise CheckpointError(
                 f"the file ends after {got} of the {view.nbytes} data bytes of a "
-                f"{dtype}{list(shape)} record (truncated)"
+                f"{dtype}{list(shape)} record (truncated)",
+                found_shape=shape,
+                found_dtype=dtype,
             )
         got += n
     if fortran:

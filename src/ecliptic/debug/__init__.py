@@ -8,4 +8,5 @@ from ._dce import inspect_dce as inspect_dce, store_dce as store_dce
 from ._max_traces import (
     assert_max_traces as assert_max_traces,
     get_num_traces as get_num_traces,
+    TooManyTracesError as TooManyTracesError,
 )

@@ -17,8 +17,8 @@ from .._filters import is_array
 from .._wrap import api_boundary
 
 
-_announce_p = jax.extend.core.Primitive("ecliptic_announce_transform")
-_announce_p.multiple_results = True
+announce_jaxpr_p = jax.extend.core.Primitive("ecliptic_announce_transform")
+announce_jaxpr_p.multiple_results = True
 
 
 def _say(params: dict, stack: tuple[str, ...]) -> None:
@@ -26,7 +26,7 @@ def _say(params: dict, stack: tuple[str, ...]) -> None:
 
 
 def _bind(xs, params: dict, stack: tuple[str, ...]):
-    return _announce_p.bind(*xs, **{**params, "stack": stack})
+    return announce_jaxpr_p.bind(*xs, **{**params, "stack": stack})
 
 
 def _impl(*xs, **params):
@@ -70,12 +70,14 @@ def _batch(xs, dims, **params):
     return _bind(xs, params, stack), dims
 
 
-_announce_p.def_impl(_impl)
-_announce_p.def_abstract_eval(_abstract_eval)
-ad.primitive_jvps[_announce_p] = _jvp
-ad.primitive_transposes[_announce_p] = _transpose
-batching.primitive_batchers[_announce_p] = _batch
-mlir.register_lowering(_announce_p, mlir.lower_fun(_lowering, multiple_results=True))
+announce_jaxpr_p.def_impl(_impl)
+announce_jaxpr_p.def_abstract_eval(_abstract_eval)
+ad.primitive_jvps[announce_jaxpr_p] = _jvp
+ad.primitive_transposes[announce_jaxpr_p] = _transpose
+batching.primitive_batchers[announce_jaxpr_p] = _batch
+mlir.register_lowering(
+    announce_jaxpr_p, mlir.lower_fun(_lowering, multiple_results=True)
+)
 
 
 @api_boundary

@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import jax.tree_util as jtu
 
+from .._checks import TooManyTracesError
 from .._filters import is_array
 from .._module import field, Module, module_update_wrapper
 from .._wrap import api_boundary
@@ -71,32 +72,62 @@ class _AssertMaxTraces(Module):
         summaries = {name: _abstract(value) for name, value in arguments.items()}
         seen = _seen[self.tag]
         if self.max_traces is not None and count > self.max_traces:
-            raise RuntimeError(self._message(count, summaries, seen))
+            raise self._error(count, summaries, seen)
         for name, summary in summaries.items():
             seen.setdefault(name, []).append(summary)
         return self.fn(*args, **kwargs)
 
-    def _message(self, count: int, summaries: dict, seen: dict) -> str:
+    def _error(self, count: int, summaries: dict, seen: dict) -> TooManyTracesError:
+        """The error for trace number `count`, naming the first argument whose
+        summary differs from every earlier one (if any)."""
         head = (
             f"{self.fn} may be traced at most {self.max_traces} times, but it has "
             f"now been traced {count} times."
         )
+        argument = None
         for name, summary in summaries.items():
             previous = seen.get(name, [])
             if not any(_same(summary, p) for p in previous):
+                argument = name
                 before = "\n".join("  " + _describe(p) for p in previous) or "  (none)"
-                return (
+                msg = (
                     f"{head} The argument '{name}' caused the retrace: it is now\n  "
                     f"{_describe(summary)}\nand previously was\n{before}\nFix: keep "
                     "its shapes, dtypes and non-array values the same between calls "
                     "(non-array values are static under filter_jit), or raise "
                     "`max_traces`."
                 )
-        return (
-            f"{head} No single argument changed shape, dtype or static value, so "
-            "the retrace came from elsewhere (e.g. a new jit wrapper, changed jit "
-            "options, or `clear_caches`). Fix: reuse one jitted function."
+                break
+        else:
+            msg = (
+                f"{head} No single argument changed shape, dtype or static value, so "
+                "the retrace came from elsewhere (e.g. a new jit wrapper, changed jit "
+                "options, or `clear_caches`). Fix: reuse one jitted function."
+            )
+        return TooManyTracesError(
+            msg,
+            function_name=_name(self.fn),
+            max_traces=self.max_traces,
+            count=count,
+            argument=argument,
         )
+
+
+def _name(fn: Any) -> str:
+    """`fn`'s `__name__` (or `__qualname__`), looking through wrappers such as
+    `functools.partial`; its `repr` if it has none."""
+    seen = set()
+    while id(fn) not in seen:
+        seen.add(id(fn))
+        for attr in ("__name__", "__qualname__"):
+            name = getattr(fn, attr, None)
+            if isinstance(name, str):
+                return name
+        inner = getattr(fn, "func", None) or getattr(fn, "__wrapped__", None)
+        if inner is None:
+            break
+        fn = inner
+    return repr(fn)
 
 
 def _make(fn: Callable, max_traces: int | None) -> _AssertMaxTraces:
@@ -129,8 +160,10 @@ def assert_max_traces(fn: Callable | None = None, *, max_traces: int | None):
     - `max_traces`: keyword-only; the allowed number of calls, or `None` for no limit
         (the count is still available through [`ecliptic.debug.get_num_traces`][]).
 
-    **Returns:** the wrapped callable. Going over the limit raises `RuntimeError`
-    naming the argument whose shape, dtype or static value changed.
+    **Returns:** the wrapped callable. Going over the limit raises
+    `ecliptic.debug.TooManyTracesError` (a `RuntimeError`), naming the argument
+    whose shape, dtype or static value changed; its attributes `function_name`,
+    `max_traces`, `count` and `argument` hold the same facts.
     """
     if fn is None:
         return ft.partial(_make, max_traces=max_traces)

@@ -6,10 +6,12 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from jax.dtypes import TypePromotionError
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from .._caches import BoundedCache
 from .._checks import check_shape, describe, format_shape
+from .._messages import strict_promotion_error
 from .._module import field, Module
 from ._misc import default_floating_dtype, param_dtype
 
@@ -206,7 +208,9 @@ class RotaryPositionalEmbedding(Module):
     ) -> Float[Array, "seq_length embedding_size"]:  # noqa: F722
         """**Arguments:**
 
-        - `x`: one sequence, of shape `(seq_length, embedding_size)`.
+        - `x`: one sequence, of shape `(seq_length, embedding_size)`. Under strict
+            dtype promotion its dtype must be the layer's `dtype` (else
+            `TypePromotionError`); otherwise the two are promoted as JAX does.
         - `offset`: the position of the first row (default 0): row `i` is rotated
             as position `offset + i`. May be a traced integer (e.g. the decoding
             step). (Keyword only.)
@@ -246,10 +250,14 @@ class RotaryPositionalEmbedding(Module):
             angles = _angles(self.embedding_size, positions.astype(float), self.theta)
             cos = jnp.tile(jnp.cos(angles).astype(self.dtype), (1, 2))
             sin = jnp.tile(jnp.sin(angles).astype(self.dtype), (1, 2))
-        # Compute in the wider of the two dtypes (as standard promotion would, so
-        # strict-promotion users get no error), then return the input's dtype.
-        with jax.numpy_dtype_promotion("standard"):
-            dtype = jnp.promote_types(x.dtype, self.dtype)
+        # Compute in the dtype that the user's promotion rules give `x` and the
+        # tables (so strict promotion refuses to mix them), return `x`'s dtype.
+        try:
+            dtype = jnp.result_type(x, jnp.dtype(self.dtype))
+        except TypePromotionError as e:
+            raise strict_promotion_error(
+                self._subject(), "rotation tables", self.dtype, x.dtype
+            ) from e
         y = x.astype(dtype) * cos.astype(dtype)
         y = y + self.rotate_half(x).astype(dtype) * sin.astype(dtype)
         return y.astype(x.dtype)

@@ -90,7 +90,9 @@ class Linear(Module):
         try:
             y = self.weight @ x
         except TypePromotionError as e:  # strict promotion and mixed dtypes
-            raise dtype_error(self._subject(), self.weight.dtype, x.dtype) from e
+            raise dtype_error(
+                self._subject(), self.weight.dtype, x.dtype, strict=True
+            ) from e
         if self.bias is not None:
             y = y + self.bias
         if self.out_features == "scalar":
