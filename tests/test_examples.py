@@ -33,6 +33,7 @@ SCRIPTS = [
     "stateful.py",
     "frozen_layer.py",
     "serialisation.py",
+    "neural_ode.py",
 ]
 
 
@@ -157,6 +158,11 @@ def test_stateful_tiny():
 def test_frozen_layer_tiny():
     out = run("frozen_layer.py", "--tiny")
     assert "frozen layers unchanged: True; last layer trained: True" in out
+
+
+def test_neural_ode_tiny():
+    out = run("neural_ode.py", "--tiny")
+    assert "final loss:" in out
 
 
 def test_serialisation_tiny(tmp_path):
