@@ -19,6 +19,13 @@ import jax.tree_util as jtu
 from jaxtyping import PyTree
 
 from ._filters import combine, is_array, is_inexact_array, partition
+from ._messages import (
+    grad_argnums_error,
+    grad_keywords_only_error,
+    grad_no_arguments_error,
+    grad_removed_kwargs_fix,
+    jvp_tangents_structure_error,
+)
 from ._module import field, Module, module_update_wrapper, Static
 from ._wrap import (
     api_boundary,
@@ -32,12 +39,6 @@ from ._wrap import (
 
 # Keyword arguments of `filter_grad` / `filter_value_and_grad` removed in Equinox 0.10.
 _REMOVED_GRAD_KWARGS = ("arg", "filter_spec")
-_REMOVED_GRAD_FIX = (
-    "The inexact arrays of the first positional argument are differentiated. To "
-    "differentiate only part of a model, split it with `ecliptic.partition` and pass "
-    "the part to differentiate first: `f(diff_model, static_model, ...)`, joining them "
-    "with `ecliptic.combine` inside."
-)
 
 
 def _first_positional(where: str, fun: Any, args: tuple, kwargs: dict) -> None:
@@ -45,17 +46,8 @@ def _first_positional(where: str, fun: Any, args: tuple, kwargs: dict) -> None:
         return
     if kwargs:
         got = ", ".join(f"{k}=..." for k in kwargs)
-        raise TypeError(
-            f"ecliptic.{where} differentiates the first positional argument of "
-            f"{fun_repr(fun)}, but it was called with keyword arguments only "
-            f"({got}). Pass the object to differentiate by position, for example "
-            f"`f(model, x)` instead of `f(model=model, x=x)`."
-        )
-    raise TypeError(
-        f"ecliptic.{where} differentiates the first positional argument of "
-        f"{fun_repr(fun)}, but it was called with no arguments. Pass the object to "
-        "differentiate as the first positional argument."
-    )
+        raise grad_keywords_only_error(where, fun_repr(fun), got)
+    raise grad_no_arguments_error(where, fun_repr(fun))
 
 
 class _ValueAndGradWrapper(MethodWrapper):
@@ -126,16 +118,11 @@ def filter_value_and_grad(
         gradkwargs,
         _REMOVED_GRAD_KWARGS,
         "ecliptic.filter_value_and_grad",
-        _REMOVED_GRAD_FIX,
+        grad_removed_kwargs_fix(),
     )
     if "argnums" in gradkwargs:
-        raise ValueError(
-            "ecliptic.filter_grad and ecliptic.filter_value_and_grad always "
-            "differentiate the first positional argument, so they do not take "
-            f"`argnums` (got argnums={gradkwargs['argnums']!r}). To differentiate "
-            "several objects, pack them into a tuple and pass that as the first "
-            "argument: `f((x, y), ...)`, unpacking with `x, y = xy` inside."
-        )
+        argnums = gradkwargs["argnums"]
+        raise grad_argnums_error(argnums)
     wrapper = _ValueAndGradWrapper(fun, has_aux, tuple(sorted(gradkwargs.items())))
     return module_update_wrapper(wrapper)
 
@@ -164,7 +151,10 @@ def filter_grad(
     if fun is None:
         return ft.partial(filter_grad, has_aux=has_aux, **gradkwargs)
     check_removed_kwargs(
-        gradkwargs, _REMOVED_GRAD_KWARGS, "ecliptic.filter_grad", _REMOVED_GRAD_FIX
+        gradkwargs,
+        _REMOVED_GRAD_KWARGS,
+        "ecliptic.filter_grad",
+        grad_removed_kwargs_fix(),
     )
     value_and_grad = filter_value_and_grad(fun, has_aux=has_aux, **gradkwargs)
     return module_update_wrapper(_GradWrapper(value_and_grad, has_aux))
@@ -174,13 +164,7 @@ def _check_tangents(primals: Sequence, tangents: Sequence) -> None:
     primals_struct = jtu.tree_structure(primals, is_leaf=is_none)
     tangents_struct = jtu.tree_structure(tangents, is_leaf=is_none)
     if primals_struct != tangents_struct:
-        raise ValueError(
-            "ecliptic.filter_jvp expected `tangents` to have the same PyTree "
-            f"structure as `primals`, {primals_struct}, but got {tangents_struct}. "
-            "Pass one tangent per leaf of `primals`, with `None` for leaves that are "
-            "not differentiated (required for every leaf that is not an inexact "
-            "array)."
-        )
+        raise jvp_tangents_structure_error(primals_struct, tangents_struct)
 
 
 @api_boundary

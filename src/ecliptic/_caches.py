@@ -15,6 +15,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from ._messages import cache_clear_type_error, cache_maxsize_error
+
 
 _cache_clears: list[Callable[[], object]] = []
 # Every live BoundedCache (by id): per-function caches die with their function.
@@ -39,7 +41,7 @@ class BoundedCache(dict):
     def __init__(self, maxsize: int):
         super().__init__()
         if maxsize < 1:
-            raise ValueError(f"BoundedCache needs maxsize >= 1, but got {maxsize}.")
+            raise cache_maxsize_error(maxsize)
         self.maxsize = maxsize
         _live[id(self)] = self
 
@@ -65,10 +67,7 @@ def register_cache_clear(clear: Callable[[], object]) -> Callable[[], object]:
     """Registers `clear` (a function of no arguments that empties one cache) to be
     called by [`ecliptic.clear_caches`][]. Returns `clear`, so it can decorate."""
     if not callable(clear):
-        raise TypeError(
-            "register_cache_clear expected a callable of no arguments, but got "
-            f"{type(clear).__name__} {clear!r}. Pass e.g. `my_cache.clear`."
-        )
+        raise cache_clear_type_error(clear)
     _cache_clears.append(clear)
     return clear
 

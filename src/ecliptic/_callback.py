@@ -10,6 +10,7 @@ import jax
 from jaxtyping import PyTree
 
 from ._filters import combine, is_array, partition
+from ._messages import pure_callback_static_error
 from ._wrap import api_boundary, static_equal
 
 
@@ -53,13 +54,7 @@ def filter_pure_callback(
         out = callback(*_args, **_kwargs)
         dynamic_out, static_out = partition(out, is_array)
         if not static_equal(static_out, static_struct):
-            raise ValueError(
-                "ecliptic.filter_pure_callback expected the callback to return the "
-                f"non-array values given in `result_shape_dtypes`, {static_struct!r}, "
-                f"but it returned {static_out!r}. Non-array outputs are not traced, "
-                "so they must be known in advance: put the exact values (and a "
-                "`jax.ShapeDtypeStruct` for each array) in `result_shape_dtypes`."
-            )
+            raise pure_callback_static_error(static_struct, static_out)
         return dynamic_out
 
     options: dict[str, Any] = {}

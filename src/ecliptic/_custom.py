@@ -24,6 +24,15 @@ import numpy as np
 from ._checks import warn_deprecated
 from ._filters import combine, is_array, is_inexact_array, partition
 from ._make_jaxpr import filter_make_jaxpr
+from ._messages import (
+    closure_convert_shapes_error,
+    closure_convert_static_error,
+    custom_jvp_defjvps_error,
+    custom_jvp_kwargs_tangent_error,
+    custom_vjp_grad_structure_error,
+    custom_vjp_rest_message,
+    custom_vjp_undeclared_error,
+)
 from ._module import field, Module, Static
 from ._tree import same_shapes
 from ._wrap import api_boundary, fun_repr, is_none, is_struct, static_equal
@@ -121,12 +130,7 @@ class filter_custom_jvp:
             t_args, t_kwargs = jtu.tree_map(_drop_nondiff, t_dynamic, dynamic)
             if jtu.tree_leaves(t_kwargs):
                 names = sorted(k for k, v in t_kwargs.items() if jtu.tree_leaves(v))
-                raise ValueError(
-                    "ecliptic.filter_custom_jvp does not differentiate keyword "
-                    f"arguments, but the keyword argument(s) {names} of "
-                    f"{fun_repr(self.fn)} received a non-zero tangent. Pass values "
-                    "that should be differentiated by position."
-                )
+                raise custom_jvp_kwargs_tangent_error(names, fun_repr(self.fn))
             args, kwargs = combine(dynamic, static.value)
             out, t_out = fn_jvp(args, t_args, **kwargs)
             t_out = jtu.tree_map(_none_to_symbolic_zero, t_out, out, is_leaf=is_none)
@@ -167,11 +171,7 @@ class filter_custom_jvp:
 
         - `*args`, `**kwargs`: ignored.
         """
-        raise NotImplementedError(
-            "ecliptic.filter_custom_jvp does not implement `defjvps`. Declare one "
-            "rule for all arguments with `.def_jvp(fn_jvp)`, where "
-            "`fn_jvp(primals, tangents, **kwargs)` returns `(out, tangent_out)`."
-        )
+        raise custom_jvp_defjvps_error()
 
     @api_boundary
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -346,11 +346,7 @@ class filter_custom_vjp:
     def __call__(self, vjp_arg: Any, /, *args: Any, **kwargs: Any) -> Any:
         if self._custom is None:
             missing = "def_fwd" if self.fn_fwd is None else "def_bwd"
-            raise RuntimeError(
-                f"{fun_repr(self.fn)} (an ecliptic.filter_custom_vjp) was called "
-                f"before its rules were declared: `.{missing}` has not been called "
-                "yet. Declare both `.def_fwd` and `.def_bwd` before calling it."
-            )
+            raise custom_vjp_undeclared_error(fun_repr(self.fn), missing)
         array_vjp, static_vjp = partition(vjp_arg, is_array)
         diff, nondiff = partition(array_vjp, is_inexact_array)
         array_rest, static_rest = partition((args, kwargs), is_array)
@@ -363,24 +359,14 @@ class filter_custom_vjp:
         return combine(diff_out, nondiff_out, static_out.value)
 
 
-_REST_MSG = (
-    "ecliptic.filter_custom_vjp only differentiates its first argument (`vjp_arg`), "
-    "but a value passed in `*args` or `**kwargs` is being differentiated. Move it into "
-    "`vjp_arg` (pack several objects into a tuple) so that `fn_bwd` returns its "
-    "gradient."
-)
+_REST_MSG = custom_vjp_rest_message()
 
 
 def _check_grad_structure(grad: Any, diff: Any, vjp_arg: Any) -> None:
     got = jtu.tree_structure(grad, is_leaf=is_none)
     want = jtu.tree_structure(diff, is_leaf=is_none)
     if got != want:
-        raise RuntimeError(
-            "ecliptic.filter_custom_vjp expected `fn_bwd` to return a gradient with "
-            "the structure of `vjp_arg` (`None` allowed for any leaf, and required "
-            f"for leaves that are not inexact arrays), {want}, but got {got}. Return "
-            "one gradient per leaf of `vjp_arg`."
-        )
+        raise custom_vjp_grad_structure_error(want, got)
 
 
 def _struct(x: Any) -> jax.ShapeDtypeStruct:
@@ -411,19 +397,9 @@ class _ClosureConverted(Module):
         want = _unflat(self.in_dynamic_struct)
         got = jtu.tree_map(_struct, dynamic)
         if not same_shapes(got, want):
-            raise ValueError(
-                "A function made by ecliptic.filter_closure_convert expected array "
-                f"arguments of shapes/dtypes {want}, as in the example arguments, but "
-                f"got {got}. Convert the function again with example arguments of the "
-                "new shapes."
-            )
+            raise closure_convert_shapes_error(want, got)
         if not static_equal(static, _unflat(self.in_static)):
-            raise ValueError(
-                "A function made by ecliptic.filter_closure_convert expected the "
-                f"non-array arguments {_unflat(self.in_static)!r}, as in the example "
-                f"arguments, but got {static!r}. Non-array arguments are baked in at "
-                "conversion time: convert the function again with the new values."
-            )
+            raise closure_convert_static_error(_unflat(self.in_static), static)
         return jtu.tree_leaves(dynamic)
 
 

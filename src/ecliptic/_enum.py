@@ -13,7 +13,15 @@ import wadler_lindig as wl
 from jaxtyping import Array, ArrayLike, Bool, Int
 
 from ._errors import branched_error_if
-from ._messages import enumeration_item_redefined
+from ._messages import (
+    enumeration_compare_error,
+    enumeration_index_error,
+    enumeration_item_redefined,
+    enumeration_message_type_error,
+    enumeration_no_item_error,
+    enumeration_promote_error,
+    enumeration_where_error,
+)
 from ._module import field, Module
 
 
@@ -52,12 +60,7 @@ class EnumerationItem(Module):
                 if isinstance(other, EnumerationItem)
                 else type(other).__name__
             )
-            raise ValueError(
-                "Can only compare equality between enumerations of the same type: "
-                f"an item of {self._enumeration.__qualname__} was compared with {got}. "
-                f"Use `{self._enumeration.__qualname__}.promote(item)` to convert an "
-                "item of a parent enumeration first."
-            )
+            raise enumeration_compare_error(self._enumeration.__qualname__, got)
         with jax.ensure_compile_time_eval():
             return jnp.asarray(self._value == other._value)
 
@@ -139,11 +142,7 @@ class _EnumerationMeta(type):
             if key in ("promote", "where"):
                 continue
             if not isinstance(value, str):
-                raise TypeError(
-                    f"Enumeration {name}.{key} must be a message string, as in "
-                    f'`{key} = "what went wrong"`; got {type(value).__name__} '
-                    f"{value!r}."
-                )
+                raise enumeration_message_type_error(name, key, value)
             members[key] = value
         for key in members:
             del namespace[key]
@@ -169,19 +168,11 @@ class _EnumerationMeta(type):
         try:
             return items[name]
         except KeyError:
-            raise AttributeError(
-                f"Enumeration {cls.__qualname__} has no item {name!r}; its items are "
-                f"{list(items)}."
-            ) from None
+            raise enumeration_no_item_error(cls.__qualname__, name, items) from None
 
     def __getitem__(cls, item: EnumerationItem) -> str:
         if not isinstance(item, EnumerationItem) or item._enumeration is not cls:
-            name = cls.__qualname__
-            example = cls._names[0] if cls._names else "x"
-            raise ValueError(
-                f"{name}[...] takes an item of {name}, as in `{name}[{name}.{example}]`"
-                f"; got {item!r}."
-            )
+            raise enumeration_index_error(cls.__qualname__, cls._names, item)
         return _lookup(cls, item._value)
 
     def __len__(cls) -> int:
@@ -238,10 +229,7 @@ class Enumeration(metaclass=_EnumerationMeta):
         """
         for item in (a, b):
             if not isinstance(item, EnumerationItem) or item._enumeration is not cls:
-                raise ValueError(
-                    f"{cls.__qualname__}.where(pred, a, b) needs `a` and `b` to be "
-                    f"items of {cls.__qualname__}; got {item!r}."
-                )
+                raise enumeration_where_error(cls.__qualname__, item)
         if a._value is b._value:
             return a  # nothing to select: no operation is staged
         with jax.ensure_compile_time_eval():
@@ -262,10 +250,7 @@ class Enumeration(metaclass=_EnumerationMeta):
         if isinstance(item, EnumerationItem):
             table = cls._promote_tables.get(item._enumeration)
         if table is None:
-            raise ValueError(
-                f"{cls.__qualname__}.promote(item) converts items of a parent "
-                f"enumeration of {cls.__qualname__}; got {item!r}."
-            )
+            raise enumeration_promote_error(cls.__qualname__, item)
         with jax.ensure_compile_time_eval():
             value = jnp.asarray(table)[item._value]
         return EnumerationItem(value, cls)

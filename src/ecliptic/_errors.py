@@ -40,7 +40,15 @@ from jaxtyping import ArrayLike, Bool, Int, PyTree
 from ._checks import EquinoxTracetimeError
 from ._dispatch import filter_jit
 from ._filters import is_array
-from ._messages import check_site, error_if_no_array_error
+from ._messages import (
+    breakpoint_mode_message,
+    check_site,
+    error_if_message_type_error,
+    error_if_nan_at_trace_message,
+    error_if_no_array_error,
+    on_error_env_error,
+    on_error_value_error,
+)
 from ._runtime_error import raise_failed_check, Stack
 from ._unvmap import unvmap_any, unvmap_max
 
@@ -54,10 +62,7 @@ def _read_mode() -> str:
         value = os.environ.get(var)
         if value is not None:
             if value not in _MODES:
-                raise ValueError(
-                    f"Environment variable {var} must be one of 'raise', 'breakpoint', "
-                    f"'nan' or 'off', but got {value!r}. Fix: set e.g. {var}=raise."
-                )
+                raise on_error_env_error(var, value)
             return value
     return "raise"
 
@@ -65,11 +70,7 @@ def _read_mode() -> str:
 ON_ERROR: str = _read_mode()
 BREAKPOINT_FRAMES = int(os.environ.get("EQX_ON_ERROR_BREAKPOINT_FRAMES", "1"))
 if ON_ERROR == "breakpoint":
-    warnings.warn(
-        "ECLIPTIC_ON_ERROR/EQX_ON_ERROR=breakpoint is set: failed `error_if` checks "
-        "open a debugger. This slows programs down; use it for debugging only.",
-        stacklevel=2,
-    )
+    warnings.warn(breakpoint_mode_message(), stacklevel=2)
 
 
 # Where the check is made: ecliptic's own frames and JAX's are never the user's.
@@ -183,11 +184,7 @@ def _static_outcome(x, pred, index, msgs, mode, stacklevel=4):
     if mode == "raise":
         raise EquinoxTracetimeError(msg)
     if mode == "nan":
-        warnings.warn(
-            f"error_if: the predicate is True while tracing, so NaNs replace the "
-            f"value now (on_error='nan'). Message: {msg}",
-            stacklevel=stacklevel,
-        )
+        warnings.warn(error_if_nan_at_trace_message(msg), stacklevel=stacklevel)
         return jtu.tree_map(lambda a: _nan_like(a) if is_array(a) else a, x)
     if mode == "breakpoint":
         print(f"ecliptic.EquinoxTracetimeError: {msg}")
@@ -222,17 +219,10 @@ _checked_impl = filter_jit(_branched_error_if_impl)
 
 def _validate(x, msgs, on_error) -> None:
     if on_error != "default" and on_error not in _MODES:
-        raise ValueError(
-            "error_if expected `on_error` to be one of 'default', 'raise', "
-            f"'breakpoint', 'nan' or 'off', but got {on_error!r}. Fix: pass e.g. "
-            "on_error='raise', or leave it out to use ECLIPTIC_ON_ERROR."
-        )
+        raise on_error_value_error(on_error)
     for m in msgs:
         if not isinstance(m, str):
-            raise TypeError(
-                f"error_if expected each message to be a str, but got "
-                f"{type(m).__name__} {m!r}. Fix: pass the message as a string."
-            )
+            raise error_if_message_type_error(m)
 
 
 def error_if(

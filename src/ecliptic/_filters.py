@@ -12,7 +12,7 @@ import jax.tree_util as jtu
 import numpy as np
 
 from ._caches import BoundedCache
-from ._messages import filter_spec_error
+from ._messages import combine_no_trees_error, filter_spec_error
 from ._prefix import PrefixSpec
 
 
@@ -291,10 +291,7 @@ def combine(*pytrees: PyTree, is_leaf: Callable[[Any], bool] | None = None) -> P
     **Returns:** a PyTree with the structure of the first tree.
     """
     if not pytrees:
-        raise TypeError(
-            "ecliptic.combine expected at least one PyTree, but got none. Fix: pass "
-            "the pieces to merge, e.g. `ecliptic.combine(params, static)`."
-        )
+        raise combine_no_trees_error()
     first, treedef = flatten_none_as_leaf(pytrees[0], is_leaf)
     if len(pytrees) == 1:
         return treedef.unflatten(first)

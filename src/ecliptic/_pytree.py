@@ -22,6 +22,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from ._filters import is_array
+from ._messages import own_child_error, tree_equal_no_trees_error
 
 
 PyTree = Any
@@ -59,12 +60,7 @@ def tree_flatten_one_level(pytree: PyTree) -> tuple[list[PyTree], PyTreeDef]:
         if node is not pytree:
             return True
         if root_seen:
-            raise ValueError(
-                f"ecliptic.tree_flatten_one_level expected a node that is not its own "
-                f"child, but got a node of type `{type(pytree).__name__}` that "
-                "contains itself (as in `x = []; x.append(x)`). Fix: store a copy or "
-                "an index instead of the node itself."
-            )
+            raise own_child_error(pytree)
         root_seen = True
         return False
 
@@ -130,10 +126,7 @@ def tree_equal(
     **Returns:** a Python `bool`, or a traced bool array of shape `()`.
     """
     if not pytrees:
-        raise TypeError(
-            "ecliptic.tree_equal expected at least one PyTree, but got none. Fix: "
-            "pass the trees to compare, e.g. `ecliptic.tree_equal(tree1, tree2)`."
-        )
+        raise tree_equal_no_trees_error()
     exact = (
         isinstance(rtol, (int, float))
         and isinstance(atol, (int, float))

@@ -11,7 +11,11 @@ from typing import Any
 import jax.tree_util as jtu
 
 from ._filters import is_array
-from ._messages import self_reference_error
+from ._messages import (
+    self_reference_error,
+    shared_node_error,
+    tree_check_unreachable_error,
+)
 from ._pytree import (
     flatten_one_level,
     tree_equal as tree_equal,
@@ -56,7 +60,7 @@ def tree_check(pytree: Any) -> None:
         _check_node(pytree, None, {})
     except _CheckFailed:
         _check_node(pytree, "pytree", {})
-        raise AssertionError("unreachable: the second pass raises") from None
+        raise tree_check_unreachable_error() from None
 
 
 class _CheckFailed(Exception):
@@ -95,14 +99,7 @@ def _check_node(node: Any, path: str | None, seen: dict[int, list]) -> None:
             raise _CheckFailed
         if entry[1]:
             raise self_reference_error(node, entry[0], path)
-        raise ValueError(
-            f"ecliptic.tree_check expected each non-leaf node to appear once, but the "
-            f"node of type `{type(node).__name__}` at `{path}` also appears at "
-            f"`{entry[0]}`. After flattening (e.g. crossing a `jax.jit` boundary) "
-            "these become two separate copies. Fix: use two distinct objects (e.g. "
-            "`copy.copy(node)` or build it twice), or share the weights explicitly "
-            "with `ecliptic.nn.Shared`."
-        )
+        raise shared_node_error(node, path, entry[0])
     seen[id(node)] = [path, True, node]
     for key_path, child in entries:
         if is_array(child):

@@ -25,14 +25,24 @@ shared too: selecting it works when it occurs once, and otherwise needs
 
 from __future__ import annotations
 
-import linecache
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax.tree_util as jtu
 
 from ._caches import BoundedCache
-from ._messages import describe_node, nested_selection_error
+from ._messages import (
+    nested_selection_error,
+    tree_at_ambiguous_node_error,
+    tree_at_call,
+    tree_at_foreign_value_error,
+    tree_at_replace_args_error,
+    tree_at_replace_length_error,
+    tree_at_replace_type_error,
+    tree_at_selection_type_error,
+    tree_at_structure_only_error,
+    tree_at_unknown_node_error,
+)
 from ._module import MISSING, Module
 from ._pytree import tree_flatten_one_level
 
@@ -167,42 +177,6 @@ def _skeleton(treedef: PyTreeDef) -> _Skeleton:
 
 
 #
-# Error messages: they show the failing call and a corrected one.
-#
-
-
-def _source_of(fn: Any) -> str:
-    """A one-line lambda as written (`lambda m: m.weight`), else the name."""
-    name = getattr(fn, "__name__", None)
-    if name != "<lambda>":
-        return name if isinstance(name, str) else "where"
-    try:
-        code = fn.__code__
-        spans = [
-            (line, col, end_col)
-            for line, end_line, col, end_col in code.co_positions()
-            if line is not None and line == end_line and col is not None
-            if end_col is not None and end_col > col
-        ]
-        (lineno,) = {line for line, _, _ in spans}
-        text = linecache.getline(code.co_filename, lineno)
-        body_start = min(col for _, col, _ in spans)
-        body_end = max(end_col for _, _, end_col in spans)
-        start = text.rfind("lambda", 0, body_start)
-    except (AttributeError, ValueError, TypeError):
-        return "where"
-    if start < 0 or body_end - start > 100:
-        return "where"
-    return text[start:body_end]
-
-
-def _call(where: Any, use_fn: bool, is_leaf: str | None = None) -> str:
-    arg = "replace_fn=..." if use_fn else "replace=..."
-    extra = "" if is_leaf is None else f", is_leaf={is_leaf}"
-    return f"`ecliptic.tree_at({_source_of(where)}, pytree, {arg}{extra})`"
-
-
-#
 # Checking what `where` returned
 #
 
@@ -210,12 +184,7 @@ def _call(where: Any, use_fn: bool, is_leaf: str | None = None) -> str:
 def _replace_args(replace: Any, replace_fn: Any) -> bool:
     """Checks that exactly one of `replace`/`replace_fn` is given; returns `use_fn`."""
     if (replace is MISSING) == (replace_fn is MISSING):
-        got = "neither" if replace is MISSING else "both"
-        raise ValueError(
-            "ecliptic.tree_at expected exactly one of `replace` and `replace_fn`, but "
-            f"got {got}. Fix: `ecliptic.tree_at(where, pytree, replace=new_value)` or "
-            "`ecliptic.tree_at(where, pytree, replace_fn=lambda old: ...)`."
-        )
+        raise tree_at_replace_args_error(replace is not MISSING)
     return replace is MISSING
 
 
@@ -239,27 +208,14 @@ def _check_structure_only(
         elif _is_empty_tuple(x):
             unwrapped.append(x)
         else:
-            raise TypeError(
-                f"ecliptic.tree_at expected `where` to return nodes of `pytree`, but "
-                f"it returned {x!r} of type `{type(x).__name__}`, which is not part "
-                f"of `pytree`: {_call(where, use_fn)}. Fix: return the node itself, "
-                "e.g. `where=lambda m: m.linear.weight`, not a new object."
-            )
+            raise tree_at_foreign_value_error(x, where, use_fn)
     orig, orig_def = jtu.tree_flatten(from_pytree, is_leaf=leaf_test)
     if (
         sel_def != orig_def
         or len(orig) != len(unwrapped)
         or any(a is not b for a, b in zip(orig, unwrapped, strict=True))
     ):
-        raise ValueError(
-            "ecliptic.tree_at expected `where` to select nodes by the structure of "
-            "`pytree` only, but it selected different nodes when the leaves were "
-            f"replaced by placeholders: {_call(where, use_fn)} depends on the types or "
-            "values of the leaves (as in `where=lambda t: [x for x in t if "
-            "isinstance(x, int)]`). Fix: look the leaves up in the original tree and "
-            "return positions only, e.g. `where=lambda t: [x for x, y in zip(t, "
-            "pytree) if isinstance(y, int)]`."
-        )
+        raise tree_at_structure_only_error(where, use_fn)
 
 
 def _selected_nodes(where: Any, selected: Any, skeleton: _Skeleton, use_fn: bool):
@@ -268,13 +224,7 @@ def _selected_nodes(where: Any, selected: Any, skeleton: _Skeleton, use_fn: bool
         return [selected], True
     if isinstance(selected, (list, tuple)):
         return list(selected), False
-    raise TypeError(
-        "ecliptic.tree_at expected `where` to return a node of `pytree` or a "
-        f"sequence of nodes, but got {describe_node(selected)}, which is neither: "
-        f"{_call(where, use_fn)}. Fix: return the node itself, e.g. "
-        "`where=lambda m: m.linear.weight`, or a tuple such as "
-        "`where=lambda m: (m.linear.weight, m.linear.bias)`."
-    )
+    raise tree_at_selection_type_error(selected, where, use_fn)
 
 
 def _replacements(
@@ -285,20 +235,9 @@ def _replacements(
     if single:
         return [replace]
     if not isinstance(replace, Sequence) and not hasattr(replace, "__len__"):
-        raise TypeError(
-            f"ecliptic.tree_at expected `replace` to be a sequence of {len(nodes)} "
-            f"values, one per node that `where` selected, but got `{type(replace)}`: "
-            f"{_call(where, use_fn)}. Fix: pass one value per node, e.g. "
-            f"`replace=({', '.join(['...'] * len(nodes))})`."
-        )
+        raise tree_at_replace_type_error(len(nodes), replace, where, use_fn)
     if len(replace) != len(nodes):
-        raise ValueError(
-            f"ecliptic.tree_at expected `replace` to hold one value per node that "
-            f"`where` selected, but `where` selected {len(nodes)} nodes and `replace` "
-            f"has {len(replace)} values: {_call(where, use_fn)}. Fix: make their "
-            "lengths match, e.g. `ecliptic.tree_at(lambda m: (m.weight, m.bias), m, "
-            "replace=(new_weight, new_bias))`."
-        )
+        raise tree_at_replace_length_error(len(nodes), len(replace), where, use_fn)
     return list(replace)
 
 
@@ -308,22 +247,9 @@ def _check_unique(where, nodes, skeleton, use_fn) -> None:
             continue
         count = skeleton.node_count(node)
         if count == 0:
-            raise ValueError(
-                f"ecliptic.tree_at expected `where` to return nodes of `pytree`, but "
-                f"selected node {k} ({describe_node(node)}) is not part of `pytree`: "
-                f"{_call(where, use_fn)}. Fix: return the node itself, e.g. "
-                "`where=lambda m: m.linear`, not a new object built from it."
-            )
+            raise tree_at_unknown_node_error(k, node, where, use_fn)
         if count > 1:
-            fix_leaf = "lambda x: x is None" if node is None else "..."
-            raise ValueError(
-                "ecliptic.tree_at expected `where` to select nodes that occur once in "
-                f"`pytree`, but it selected {describe_node(node)}, which occurs "
-                f"{count} times, so the place to replace is ambiguous: "
-                f"{_call(where, use_fn)}. "
-                "`None` is an empty subtree and every `None` is the same object. "
-                f"Fix: treat it as a leaf: {_call(where, use_fn, fix_leaf)}."
-            )
+            raise tree_at_ambiguous_node_error(node, count, where, use_fn)
 
 
 #
@@ -357,7 +283,7 @@ def _edit_paths(where, pytree, skeleton, nodes, values, replace_fn, use_fn):
     for outer, inner in zip(order, order[1:]):
         if inner[: len(outer)] == outer:
             k = last[inner]
-            raise nested_selection_error(k, nodes[k], _call(where, use_fn))
+            raise nested_selection_error(k, nodes[k], tree_at_call(where, use_fn))
     out = pytree
     for key in order:
         k = last[key]
@@ -397,7 +323,7 @@ def _edit_subtrees(where, skeleton, leaves, nodes, values, replace_fn, use_fn):
             out.append(values[k])
     for k, node in enumerate(nodes):
         if seen[targets[id(node)]] == 0:
-            raise nested_selection_error(k, node, _call(where, use_fn))
+            raise nested_selection_error(k, node, tree_at_call(where, use_fn))
     return treedef.unflatten(out)
 
 

@@ -25,7 +25,20 @@ from jaxtyping import PyTree
 from ._caches import BoundedCache
 from ._checks import warn_deprecated
 from ._filters import is_array
-from ._messages import mapped_axis_error
+from ._messages import (
+    axes_prefix_error,
+    axis_callable_error,
+    axis_spec_error,
+    map_call_kwargs_error,
+    map_non_array_error,
+    map_removed_kwargs_fix,
+    mapped_axis_error,
+    named_in_axes_error,
+    pmap_axis_size_error,
+    pmap_donate_error,
+    pmap_forbidden_kwarg_error,
+    vmap_axis_size_error,
+)
 from ._module import module_update_wrapper, Static
 from ._prefix import PrefixSpec
 from ._wrap import (
@@ -43,11 +56,6 @@ from ._wrap import (
 
 
 AxisSpec = int | None | Callable[[Any], int | None]
-_REMOVED_FIX = (
-    "Pass the function as the first argument, and choose what is mapped with "
-    "`in_axes=` and `out_axes=` (array leaves are mapped over axis 0 by default; "
-    "every other leaf is broadcast)."
-)
 
 
 @dataclasses.dataclass(frozen=True)  # deliberately not a PyTree
@@ -66,15 +74,6 @@ class if_array:
         return self.axis if is_array(x) else None
 
 
-def _bad_spec(spec: Any, where: str) -> ValueError:
-    return ValueError(
-        f"ecliptic.{where} expected the leaves of `in_axes`/`out_axes` to be ints, "
-        f"None or callables `leaf -> int | None`, but got {spec!r} of type "
-        f"{type(spec).__name__}. Use e.g. `in_axes=(0, None)` or "
-        "`in_axes=ecliptic.if_array(0)`."
-    )
-
-
 def _axis_of(leaf_spec: Any, leaf: Any, what: str, where: str) -> int | None:
     """The axis a spec leaf gives one data leaf."""
     if leaf_spec is None or (
@@ -82,13 +81,10 @@ def _axis_of(leaf_spec: Any, leaf: Any, what: str, where: str) -> int | None:
     ):
         return leaf_spec
     if not callable(leaf_spec):
-        raise _bad_spec(leaf_spec, where)
+        raise axis_spec_error(leaf_spec, where)
     axis = leaf_spec(leaf)
     if axis is not None and not isinstance(axis, int):
-        raise ValueError(
-            f"ecliptic.{where} expected each callable in `{what}` to return an int or "
-            f"None, but {leaf_spec!r} returned {axis!r}."
-        )
+        raise axis_callable_error(where, what, leaf_spec, axis)
     return axis
 
 
@@ -99,12 +95,8 @@ def _flatten_axes(tree: Any, spec: Any, what: str, where: str) -> tuple:
     try:
         match = PrefixSpec(spec, is_none).match(tree)
     except (ValueError, TypeError) as e:
-        raise ValueError(
-            f"ecliptic.{where} expected `{what}` to be a PyTree prefix of the "
-            f"{'arguments' if what == 'in_axes' else 'outputs'}, whose structure is "
-            f"{jtu.tree_structure(tree)}, but got {what}={spec!r}. Give one spec per "
-            "argument, e.g. `in_axes=(0, None)`, or one spec for all of them."
-        ) from e
+        structure = jtu.tree_structure(tree)
+        raise axes_prefix_error(where, what, structure, spec) from e
     leaves, axes = match.leaves, []
     for leaf_spec, start, stop in match.runs():
         if callable(leaf_spec):
@@ -126,24 +118,15 @@ def _named_in_axes(fun: Callable, in_axes: Any, args: tuple, where: str) -> Any:
         remaining.pop(name, if_array(0)) for _, name in zip(args, params, strict=False)
     )
     if remaining:
-        raise ValueError(
-            f"ecliptic.{where} got `in_axes` for {tuple(remaining)}, which do not "
-            f"name any of the {len(args)} positional argument(s) passed to "
-            f"{fun_repr(fun)} (parameters: {tuple(params)[: len(args)]}). Named "
-            "arguments must be passed by position; check the spelling."
-        )
+        names, shown = tuple(remaining), tuple(params)[: len(args)]
+        raise named_in_axes_error(where, names, len(args), fun_repr(fun), shown)
     return out
 
 
 def _check_mapped_leaf(leaf: Any, axis: int, where: str, args: tuple, i: int) -> None:
     """Checks that `leaf`, the `i`-th leaf of `args`, can be mapped over `axis`."""
     if not is_array(leaf):
-        raise ValueError(
-            f"ecliptic.{where} was asked to map over axis {axis} of a leaf that is not "
-            f"an array: {leaf!r} of type {type(leaf).__name__}. Only arrays can be "
-            "mapped: use `in_axes=None` (or `ecliptic.if_array(0)`) for it, or pass "
-            "`jnp.asarray(...)`."
-        )
+        raise map_non_array_error(where, axis, leaf)
     ndim = len(leaf.shape)
     if not -ndim <= axis < ndim:
         path = jtu.keystr(jtu.tree_flatten_with_path(args)[0][i][0])
@@ -203,12 +186,7 @@ def _join_outputs(mapped: list, unmapped: list, static: Static) -> Any:
 
 def _no_kwargs(kwargs: dict, where: str, fun: Callable) -> None:
     if kwargs:
-        raise RuntimeError(
-            f"ecliptic.{where} does not accept keyword arguments at call time, but "
-            f"{fun_repr(fun)} was called with {tuple(kwargs)}. Pass them by position "
-            "(and set their axes with `in_axes`), or bind them first with "
-            "`functools.partial`."
-        )
+        raise map_call_kwargs_error(where, fun_repr(fun), tuple(kwargs))
 
 
 class _VmapWrapper(MethodWrapper):
@@ -236,13 +214,7 @@ class _VmapWrapper(MethodWrapper):
         if not inputs.dynamic and self._axis_size is None:
             mapped, unmapped, static = _inner([])
             if mapped:
-                raise ValueError(
-                    "ecliptic.filter_vmap cannot tell the size of the mapped axis of "
-                    f"{fun_repr(self._fun)}: no argument is mapped (every `in_axes` "
-                    "resolved to None, e.g. because no argument is an array), but "
-                    f"{len(mapped)} output(s) have a non-None `out_axes`. Pass "
-                    "`axis_size=...`, map an array argument, or set `out_axes=None`."
-                )
+                raise vmap_axis_size_error(fun_repr(self._fun), len(mapped))
         else:
             mapped, unmapped, static = jax.vmap(
                 _inner,
@@ -294,7 +266,10 @@ def filter_vmap(
             **vmapkwargs,
         )
     check_removed_kwargs(
-        vmapkwargs, REMOVED_FILTER_KWARGS, "ecliptic.filter_vmap", _REMOVED_FIX
+        vmapkwargs,
+        REMOVED_FILTER_KWARGS,
+        "ecliptic.filter_vmap",
+        map_removed_kwargs_fix(),
     )
     wrapper = _VmapWrapper(fun, in_axes, out_axes, axis_name, axis_size, vmapkwargs)
     return module_update_wrapper(wrapper)
@@ -346,12 +321,7 @@ class _PmapCall:
         )
         if all(a is None for a in arg_axes):
             if wrapper._axis_size is None:
-                raise ValueError(
-                    "ecliptic.filter_pmap cannot tell how many devices to map over: "
-                    f"no argument of {fun_repr(wrapper._fun)} is mapped (every "
-                    "`in_axes` resolved to None). Pass `axis_size=...` or map an "
-                    "array argument."
-                )
+                raise pmap_axis_size_error(fun_repr(wrapper._fun))
             self.dummy = np.zeros(wrapper._axis_size, np.int32)
         else:
             self.dummy = None
@@ -453,15 +423,14 @@ class _PmapWrapper(MethodWrapper):
 def _check_pmap_options(donate: str, pmapkwargs: dict[str, Any]) -> str:
     """Validates `filter_pmap`'s options; sets `donate_argnums` in `pmapkwargs`."""
     check_removed_kwargs(
-        pmapkwargs, REMOVED_FILTER_KWARGS, "ecliptic.filter_pmap", _REMOVED_FIX
+        pmapkwargs,
+        REMOVED_FILTER_KWARGS,
+        "ecliptic.filter_pmap",
+        map_removed_kwargs_fix(),
     )
     for name in ("static_broadcasted_argnums", "donate_argnums"):
         if name in pmapkwargs:
-            raise ValueError(
-                f"ecliptic.filter_pmap does not take `{name}`: non-array arguments "
-                "are already static, and donation is set with "
-                "`donate='all' | 'warn' | 'none'`."
-            )
+            raise pmap_forbidden_kwarg_error(name)
     if donate == "arrays":
         warn_deprecated(
             "ecliptic.filter_pmap(..., donate='arrays')",
@@ -471,10 +440,7 @@ def _check_pmap_options(donate: str, pmapkwargs: dict[str, Any]) -> str:
         )
         donate = "all"
     if donate not in ("all", "warn", "none"):
-        raise ValueError(
-            "ecliptic.filter_pmap expected `donate` to be 'all', 'warn' or 'none', "
-            f"but got {donate!r}."
-        )
+        raise pmap_donate_error(donate)
     if donate != "none":
         pmapkwargs["donate_argnums"] = (0, 1)
     return donate

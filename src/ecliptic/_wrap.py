@@ -32,7 +32,7 @@ import jax.tree_util as jtu
 import numpy as np
 
 from ._filters import is_array
-from ._messages import unhashable_static_error
+from ._messages import removed_kwarg_error, unhashable_static_error
 from ._module import Module, Partial
 from ._tracebacks import (
     api_boundary as api_boundary,
@@ -158,10 +158,7 @@ def check_removed_kwargs(
     """
     for name in removed:
         if name in kwargs:
-            raise ValueError(
-                f"{where} no longer accepts `{name}=`, which was removed in Equinox "
-                f"0.10. {instead}"
-            )
+            raise removed_kwarg_error(where, name, instead)
 
 
 # -- hashable static leaves ---------------------------------------------------------

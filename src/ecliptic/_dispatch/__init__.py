@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .._messages import dispatch_info_type_error
 from ._guard import make_guard as make_guard
 from ._jit import (
     Dispatcher,
@@ -42,7 +43,7 @@ def dispatch_info(fn: Any) -> DispatchInfo:
     """
     d = getattr(fn, "_dispatch", None)
     if not isinstance(d, Dispatcher):
-        raise TypeError(f"dispatch_info expected a filter_jit function, got {fn!r}.")
+        raise dispatch_info_type_error(fn)
     sizes = tuple(g.size for g in d.guards)
     return DispatchInfo(d.hits, d.misses, len(d.guards), sizes)
 

@@ -45,6 +45,15 @@ from typing import Any
 import jax.tree_util as jtu
 
 from .._filters import is_array
+from .._messages import (
+    guard_arguments_message,
+    guard_array_leaf_message,
+    guard_initialising_message,
+    guard_leaf_count_error,
+    guard_leaf_order_message,
+    guard_type_mismatch_message,
+    unguardable_error,
+)
 from .._module import is_initialising, Module
 from .._pytree import flatten_one_level
 from ._codegen import Namespace
@@ -107,13 +116,13 @@ class _Builder:
         expected = self.leaves[self.cursor]
         self.cursor += 1
         if obj is not expected:
-            raise _Unsupported("leaf order")
+            raise _Unsupported(guard_leaf_order_message())
         t = type(obj)
         c.fail_unless(f"type({var}) is {c.const(t)}")
         if t in ARRAY_TYPES:
             c.arrays.append(var)
         elif is_array(obj):
-            raise _Unsupported("tracer or NumPy scalar leaf")
+            raise _Unsupported(guard_array_leaf_message())
         else:
             hash(obj)  # unhashable static leaves take the ordinary path (TypeError)
             c.same_value(var, obj)
@@ -124,13 +133,13 @@ class _Builder:
             return
         typ, aux = treedef.node_data()
         if typ is not type(obj):
-            raise _Unsupported("type mismatch")
+            raise _Unsupported(guard_type_mismatch_message())
         subtrees = treedef.children()
         if obj is None:
             c.fail_unless(f"{var} is None")
         elif isinstance(obj, Module):
             if is_initialising(obj):
-                raise _Unsupported("a Module whose __init__ is running")
+                raise _Unsupported(guard_initialising_message())
             if top:
                 self.memo_or_walk(c, var, obj, treedef)
             else:
@@ -337,15 +346,15 @@ def make_guard(args: tuple, leaves: list, treedef: Any) -> tuple[Callable, int, 
     top = b.code()
     try:
         if type(args) is not tuple or treedef.node_data() != (tuple, None):
-            raise _Unsupported("arguments must be a tuple")
+            raise _Unsupported(guard_arguments_message())
         # Unpacking the root fails (-> None) on a wrong argument count.
         names = top.unpack("args", len(args))
         for name, x, sub in zip(names, args, treedef.children(), strict=True):
             b.node(top, name, x, sub, True)
     except (_Unsupported, TypeError, ValueError, AttributeError) as e:
-        raise ValueError(f"unguardable: {e}") from None
+        raise unguardable_error(e) from None
     if b.cursor != len(leaves):
-        raise ValueError("unguardable: leaf count")
+        raise guard_leaf_count_error()
     body = top.lines + [f"return [{', '.join(top.arrays)}]"]
     src = "\n".join(b.walks) + _function("guard", "args", body)
     guard = b.ns.define(src, "<ecliptic filter_jit guard>", "guard")

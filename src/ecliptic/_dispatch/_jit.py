@@ -30,6 +30,13 @@ import jax.tree_util as jtu
 
 from .._caches import BoundedCache, register_cache_clear
 from .._filters import is_array
+from .._messages import (
+    jit_donate_error,
+    jit_forbidden_kwarg_error,
+    jit_lowered_mismatch_error,
+    jit_not_callable_error,
+    jit_removed_kwargs_fix,
+)
 from .._module import field, Module, module_update_wrapper
 from .._runtime_error import runtime_error_from
 from .._wrap import (
@@ -255,12 +262,7 @@ class Dispatcher:
         args, kwargs, leaves, treedef = self.flatten(args, kwargs, False)
         found, dyn, slot = self.ordinary.lookup(args, kwargs, leaves, treedef)
         if found is not entry:
-            raise TypeError(
-                f"This compiled `{self.name}` was lowered for other static arguments "
-                "or another argument structure than the ones given now. Fix: call "
-                "`.lower(...)` again with these arguments, or call the `filter_jit` "
-                "function directly."
-            )
+            raise jit_lowered_mismatch_error(self.name)
         try:
             return finish(self.run(compiled, fun_arrays, dyn, slot.n_first))
         except (_JaxRuntimeError, ValueError) as e:
@@ -323,17 +325,11 @@ def _check_jitkwargs(jitkwargs: dict) -> None:
         jitkwargs,
         REMOVED_FILTER_KWARGS,
         "filter_jit",
-        "Array leaves are traced and all other leaves are static; to hold an array "
-        "static, close over it or wrap it in a non-array object.",
+        jit_removed_kwargs_fix(),
     )
     for name in _FORBIDDEN:
         if name in jitkwargs:
-            raise ValueError(
-                f"filter_jit does not accept `{name}=`: it decides what is static "
-                "(non-arrays) and traced (arrays) itself, and donation is set with "
-                "`donate=`. Fix: remove it; pass static values as non-array "
-                "arguments, or shard arrays with `ecliptic.filter_shard`."
-            )
+            raise jit_forbidden_kwarg_error(name)
 
 
 @overload
@@ -374,16 +370,9 @@ def filter_jit(fun=None, *, donate: Donate = "none", **jitkwargs):
         return ft.partial(filter_jit, donate=donate, **jitkwargs)
     _check_jitkwargs(jitkwargs)
     if donate not in _DONATE_MODES:
-        raise ValueError(
-            "filter_jit expected `donate` to be one of 'all', 'all-except-first', "
-            f"'warn', 'warn-except-first' or 'none', but got {donate!r}. Fix: pass "
-            "one of those, e.g. donate='all'."
-        )
+        raise jit_donate_error(donate)
     if not callable(fun):
-        raise TypeError(
-            f"filter_jit expected a callable, but got {type(fun).__name__} {fun!r}. "
-            "Fix: pass the function itself: `filter_jit(f)`, not `filter_jit(f())`."
-        )
+        raise jit_not_callable_error(fun)
     dispatch = Dispatcher(fun, donate, jitkwargs)
     wrapper = _JitWrapper(
         fn=dispatch.name, _dynamic_fun=dispatch.fun_arrays, _dispatch=dispatch

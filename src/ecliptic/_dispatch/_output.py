@@ -35,6 +35,12 @@ import numpy as np
 from jax._src.array import ArrayImpl
 
 from .._filters import is_array
+from .._messages import (
+    builder_array_types_message,
+    builder_module_fields_message,
+    builder_node_type_message,
+    builder_too_long_message,
+)
 from .._module import Module
 from ._codegen import Namespace
 from ._memo import MEMO_MIN_LEAVES, record, token_for
@@ -192,12 +198,12 @@ class _Writer:
             return f"{self.const(typ)}({', '.join(items)})"
         if issubclass(typ, Module):
             return self.module(treedef, typ, aux, subs, conts)
-        raise _Unsupported(f"node type {typ!r}")
+        raise _Unsupported(builder_node_type_message(typ))
 
     def module(self, treedef, typ, aux, subs, conts: list | None) -> str:
         info = typ._ecliptic_info
         if type(aux) is not tuple or len(aux) != len(info.static):
-            raise _Unsupported("Module with unset fields or wrapper attributes")
+            raise _Unsupported(builder_module_fields_message())
         outermost = conts is None
         inner: list = [] if outermost else conts  # type: ignore[assignment]
         start_leaf, start = self.leaf, self.array
@@ -237,12 +243,12 @@ def make_builder(treedef: Any, static: tuple, arrays: list):
     type, a Module with unset fields, or more than `MAX_BUILDER_LINES` lines).
     """
     if not all(type(x) in ARRAY_TYPES for x in arrays):
-        raise _Unsupported("array types")
+        raise _Unsupported(builder_array_types_message())
     modules = sum(1 for _ in _modules(treedef))
     w = _Writer(static, arrays, setattr=modules >= SETATTR_MIN_MODULES)
     expr = w.node(treedef, None)
     if len(w.lines) > MAX_BUILDER_LINES:
-        raise _Unsupported("too long")
+        raise _Unsupported(builder_too_long_message())
     body = "\n".join(f"    {line}" for line in w.lines)
     src = f"def build(a):\n{body}\n    return {expr}\n"
     build = w.ns.define(src, "<ecliptic filter_jit output>", "build")

@@ -139,3 +139,25 @@ def primitive_output_error(kind: str) -> ValueError:
         "output. Every rule must return the same structure, with the same non-array "
         "leaves."
     )
+
+
+def onnx_missing_error(missing: list[str]) -> ImportError:
+    """`to_onnx` needs packages (`missing`) that are not installed."""
+    return missing_dependencies_error("ecliptic.internal.to_onnx", missing)
+
+
+def container_reverse_lookup_error(name: str) -> ValueError:
+    """A `ContainerMeta` class (`name`) defines `reverse_lookup`, which the metaclass
+    sets."""
+    return ValueError(
+        f"ContainerMeta class {name} must not define `reverse_lookup`: the "
+        "metaclass sets it. Fix: rename that attribute."
+    )
+
+
+def single_result_primitive_error(prim: Any) -> ValueError:
+    """`filter_primitive_bind` was given a primitive without `multiple_results`."""
+    return ValueError(
+        f"filter_primitive_bind needs a primitive with `multiple_results = True`, "
+        f"but {prim} has `multiple_results = False`. Fix: set it before binding."
+    )

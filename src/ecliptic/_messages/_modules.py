@@ -115,6 +115,154 @@ def static_array_message(qualname: str, name: str) -> str:
     )
 
 
+def bare_abstract_annotation_error(name: str) -> TypeError:
+    """The error for `AbstractVar` or `AbstractClassVar` (`name`) used without the
+    attribute's type."""
+    return TypeError(
+        f"`{name}` must be subscripted with the attribute's type, as in "
+        f"`x: {name}[int]`; got a bare `{name}`."
+    )
+
+
+def abstract_annotation_arity_error(name: str, annotation: Any) -> TypeError:
+    """The error for `AbstractVar[...]` or `AbstractClassVar[...]` (`name`) given
+    other than one type argument (`annotation`: the whole annotation)."""
+    return TypeError(
+        f"`{name}` takes exactly one type argument, as in "
+        f"`{name}[int]`; got {annotation}."
+    )
+
+
+def abstract_with_value_error(qualname: str, name: str, is_class: bool) -> TypeError:
+    """The error for an attribute annotated as abstract that the same class gives a
+    value (`is_class`: whether it is an `AbstractClassVar`)."""
+    kind = "class attribute" if is_class else "attribute"
+    return TypeError(
+        f"{qualname}.{name} is declared as an abstract {kind} "
+        "and so cannot also be given a value in the same class; "
+        "remove the value, or drop the `Abstract...` annotation."
+    )
+
+
+def field_metadata_clash_error(name: str) -> ValueError:
+    """The error for `ecliptic.field(metadata=...)` whose metadata sets `name`
+    (`"converter"` or `"static"`), an argument of `field` itself."""
+    return ValueError(
+        f"ecliptic.field got `metadata` that already sets {name!r}; pass "
+        f"`{name}=...` to `field` directly instead of through `metadata`."
+    )
+
+
+def undeclared_field_error(qualname: str, name: str) -> dataclasses.FrozenInstanceError:
+    """The error for `__init__` assigning `self.{name}`, which the Module class
+    (`qualname`) does not declare as a field."""
+    return dataclasses.FrozenInstanceError(
+        f"cannot assign to field {name!r}: {qualname} declares no "
+        f"field {name!r}. Declare it in the class body (`{name}: <type>`) "
+        "before assigning it in `__init__`."
+    )
+
+
+def init_false_array_message(qualname: str, name: str) -> str:
+    """The warning for a `field(init=False)` that holds floating-point arrays.
+
+    **Returns:** the message of the `UserWarning`.
+    """
+    return (
+        f"{qualname}.{name} is declared with `field(init=False)` and "
+        "holds floating-point arrays. It is a PyTree leaf like any other "
+        "field: "
+        "`jax.grad` differentiates it directly, not the fields it was "
+        "computed from. Compute it in a method or property instead, so that "
+        "gradients flow to its inputs."
+    )
+
+
+def uninitialised_field_error(qualname: str, name: str) -> TypeError:
+    """The error for a field that the Module's `__init__` did not assign."""
+    return TypeError(
+        f"Field {name!r} was not initialized. {qualname}.__init__ "
+        f"must assign every field; add `self.{name} = ...` to it, or give "
+        f"the field a default in the class body."
+    )
+
+
+def transformed_callable_message(cls: type, name: str) -> str:
+    """The warning for a field assigned a JAX-transformed callable (such as
+    `jax.vmap(layer)`) that holds parameters, which are then never trained.
+
+    **Returns:** the message of the `UserWarning`.
+    """
+    return (
+        f"{cls.__module__}.{cls.__qualname__}.{name} is assigned a "
+        "JAX-transformed callable (e.g. `jax.vmap(layer)`) that holds "
+        "parameters. Such callables are not PyTrees, so those parameters "
+        "will never be trained. Store the layer itself and apply the "
+        "transformation in `__call__`, or use the filtered transformation "
+        "(e.g. `ecliptic.filter_vmap(layer)`), which is a PyTree."
+    )
+
+
+def init_returned_error(result: Any) -> TypeError:
+    """The error for an `__init__` that returned something other than `None` (the
+    words of Python's own `type.__call__`)."""
+    return TypeError(f"__init__() should return None, not '{type(result).__name__}'")
+
+
+def post_init_never_runs_message(cls: type) -> str:
+    """The warning for a Module class with both a custom `__init__` and
+    `__post_init__`, which then never runs.
+
+    **Returns:** the message of the `UserWarning`.
+    """
+    return (
+        f"{cls.__module__}.{cls.__qualname__} defines (or inherits) both a "
+        "custom `__init__` and `__post_init__`: `__post_init__` only runs "
+        "after a generated dataclass `__init__`, so it will never run here. "
+        "Move the checks into `__check_init__`, which always runs."
+    )
+
+
+def virtual_subclass_error(cls: type, subclass: Any) -> ValueError:
+    """The error for `SomeModule.register(subclass)`: Modules have no virtual
+    subclasses."""
+    return ValueError(
+        f"{cls.__qualname__}.register({subclass!r}) is not supported: Modules are "
+        "dataclasses, so virtual subclasses cannot be registered. Subclass "
+        f"{cls.__qualname__} instead."
+    )
+
+
+def delete_field_error(obj: Any, name: str) -> dataclasses.FrozenInstanceError:
+    """The error for deleting an attribute of a Module after its `__init__`."""
+    return dataclasses.FrozenInstanceError(
+        f"cannot delete field {name!r}: {type(obj).__qualname__} is immutable."
+    )
+
+
+def not_a_module_class_error(cls: Any) -> TypeError:
+    """The error for `is_abstract_module` given something other than a Module
+    subclass."""
+    return TypeError(f"{cls!r} is not a subclass of ecliptic.Module.")
+
+
+def static_leaves_array_message() -> str:
+    """The warning for an array among the leaves given to `Static` (as
+    `static_array_message`, for its `_leaves` field)."""
+    return static_array_message("Static", "_leaves")
+
+
+def wrapped_property_error(cls: type) -> ValueError:
+    """The error for `module_update_wrapper` on a wrapper class whose `__wrapped__`
+    is not a property."""
+    return ValueError(
+        f"module_update_wrapper needs {cls.__qualname__} to define `__wrapped__` "
+        "as a property returning the wrapped callable; got "
+        f"{type(getattr(cls, '__wrapped__', None)).__name__}. Add "
+        "`@property\\ndef __wrapped__(self): return self.fn`."
+    )
+
+
 # ---------------------------------------------------------------------------------
 # Transformations.
 # ---------------------------------------------------------------------------------
@@ -153,6 +301,16 @@ def unhashable_static_error(
     return ValueError(
         "Non-hashable static arguments are not supported: hashing the static leaves "
         f"of the {what} raised TypeError. Fix: make every non-array leaf hashable."
+    )
+
+
+def removed_kwarg_error(where: str, name: str, instead: str) -> ValueError:
+    """The error for a keyword argument `name` of a transformation (`where`, e.g.
+    `"ecliptic.filter_vmap"`) that was removed in Equinox 0.10; `instead` says what to
+    do instead."""
+    return ValueError(
+        f"{where} no longer accepts `{name}=`, which was removed in Equinox "
+        f"0.10. {instead}"
     )
 
 
@@ -208,6 +366,63 @@ def enumeration_item_redefined(
         f"message: {old_message!r} is replaced by {new_message!r} (the later "
         "definition wins; the item keeps its value). Give the new item another name "
         "if both messages are needed."
+    )
+
+
+def enumeration_compare_error(qualname: str, got: str) -> ValueError:
+    """The error for comparing an item of the enumeration `qualname` with `got` (the
+    name of another enumeration, or of another type)."""
+    return ValueError(
+        "Can only compare equality between enumerations of the same type: "
+        f"an item of {qualname} was compared with {got}. "
+        f"Use `{qualname}.promote(item)` to convert an "
+        "item of a parent enumeration first."
+    )
+
+
+def enumeration_message_type_error(name: str, key: str, value: Any) -> TypeError:
+    """The error for an item `key` of the enumeration `name` whose message is not a
+    string."""
+    return TypeError(
+        f"Enumeration {name}.{key} must be a message string, as in "
+        f'`{key} = "what went wrong"`; got {type(value).__name__} '
+        f"{value!r}."
+    )
+
+
+def enumeration_no_item_error(qualname: str, name: str, items: Any) -> AttributeError:
+    """The error for looking up an item `name` that the enumeration does not have
+    (`items`: its item names)."""
+    return AttributeError(
+        f"Enumeration {qualname} has no item {name!r}; its items are {list(items)}."
+    )
+
+
+def enumeration_index_error(qualname: str, names: Any, item: Any) -> ValueError:
+    """The error for `Enumeration[item]` with an `item` of another enumeration (or
+    no item at all; `names`: the enumeration's item names)."""
+    example = names[0] if names else "x"
+    return ValueError(
+        f"{qualname}[...] takes an item of {qualname}, as in "
+        f"`{qualname}[{qualname}.{example}]`; got {item!r}."
+    )
+
+
+def enumeration_where_error(qualname: str, item: Any) -> ValueError:
+    """The error for `Enumeration.where(pred, a, b)` with an `a` or `b` (`item`)
+    that is not an item of that enumeration."""
+    return ValueError(
+        f"{qualname}.where(pred, a, b) needs `a` and `b` to be "
+        f"items of {qualname}; got {item!r}."
+    )
+
+
+def enumeration_promote_error(qualname: str, item: Any) -> ValueError:
+    """The error for `Enumeration.promote(item)` with an `item` that is not an item
+    of a parent enumeration."""
+    return ValueError(
+        f"{qualname}.promote(item) converts items of a parent "
+        f"enumeration of {qualname}; got {item!r}."
     )
 
 

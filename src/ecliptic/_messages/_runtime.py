@@ -1,8 +1,12 @@
-"""Messages of run-time checks: `error_if` and its sites, `backward_nan`, axes."""
+"""Messages of run-time checks (`error_if` and its sites, `backward_nan`, axes) and of
+`ecliptic.debug` (`store_dce`, trace counts)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import jax
+import jax.tree_util as jtu
 
 
 def _backward_nan_label(name: str | None) -> str:
@@ -170,4 +174,148 @@ def mapped_axis_error(where: str, path: str, shape: Any, axis: int) -> ValueErro
         f"array of rank at least {need}, with that axis as long as the mapped size. "
         "Fix: give it that axis (e.g. `x[None]` for one device or batch element), "
         "or broadcast it instead with `in_axes=None` for that argument."
+    )
+
+
+def on_error_env_error(var: str, value: str) -> ValueError:
+    """The error for the environment variable `var` (`ECLIPTIC_ON_ERROR` or
+    `EQX_ON_ERROR`) set to `value`, which is no mode of `error_if`."""
+    return ValueError(
+        f"Environment variable {var} must be one of 'raise', 'breakpoint', "
+        f"'nan' or 'off', but got {value!r}. Fix: set e.g. {var}=raise."
+    )
+
+
+def breakpoint_mode_message() -> str:
+    """The warning, at import, that failed `error_if` checks open a debugger.
+
+    **Returns:** the message of the `UserWarning`.
+    """
+    return (
+        "ECLIPTIC_ON_ERROR/EQX_ON_ERROR=breakpoint is set: failed `error_if` checks "
+        "open a debugger. This slows programs down; use it for debugging only."
+    )
+
+
+def error_if_nan_at_trace_message(msg: str) -> str:
+    """The warning of `error_if(..., on_error="nan")` when the predicate is already
+    true while tracing (`msg`: the user's message).
+
+    **Returns:** the message of the `UserWarning`.
+    """
+    return (
+        f"error_if: the predicate is True while tracing, so NaNs replace the "
+        f"value now (on_error='nan'). Message: {msg}"
+    )
+
+
+def on_error_value_error(on_error: Any) -> ValueError:
+    """The error for `error_if(..., on_error=...)` given no mode of `error_if`."""
+    return ValueError(
+        "error_if expected `on_error` to be one of 'default', 'raise', "
+        f"'breakpoint', 'nan' or 'off', but got {on_error!r}. Fix: pass e.g. "
+        "on_error='raise', or leave it out to use ECLIPTIC_ON_ERROR."
+    )
+
+
+def error_if_message_type_error(m: Any) -> TypeError:
+    """The error for an `error_if` message that is not a `str`."""
+    return TypeError(
+        f"error_if expected each message to be a str, but got "
+        f"{type(m).__name__} {m!r}. Fix: pass the message as a string."
+    )
+
+
+# ---------------------------------------------------------------------------------
+# `ecliptic.debug`: dead-code elimination and trace counts.
+# ---------------------------------------------------------------------------------
+
+
+def store_dce_outside_jit_error() -> RuntimeError:
+    """The error for `ecliptic.debug.store_dce` called outside of JIT."""
+    return RuntimeError(
+        "ecliptic.debug.store_dce must be called inside a jitted function, but it "
+        "was called outside of JIT (nothing is dead-code eliminated there). Fix: "
+        "call it inside the function you pass to `filter_jit` / `jax.jit`."
+    )
+
+
+def inspect_dce_inside_jit_error() -> RuntimeError:
+    """The error for `ecliptic.debug.inspect_dce` called while tracing."""
+    return RuntimeError(
+        "ecliptic.debug.inspect_dce must be called outside of JIT, after the "
+        "jitted function has run, but it was called while tracing. Fix: call it "
+        "after the jitted call returns."
+    )
+
+
+def max_traces_type_error(max_traces: Any) -> TypeError:
+    """The error for `assert_max_traces(max_traces=...)` given neither an `int` nor
+    `None`."""
+    return TypeError(
+        "assert_max_traces expected `max_traces` to be an int or None, but got "
+        f"{type(max_traces).__name__} {max_traces!r}. Fix: e.g. max_traces=1."
+    )
+
+
+def not_trace_counted_error(fn: Any) -> ValueError:
+    """The error for `get_num_traces` given a function that `assert_max_traces` did
+    not wrap."""
+    return ValueError(
+        f"get_num_traces expected a function wrapped with "
+        f"`ecliptic.debug.assert_max_traces`, but got {fn!r}, which is not. Fix: "
+        "wrap it, e.g. `assert_max_traces(f, max_traces=None)`."
+    )
+
+
+def _describe_trace_summary(summary: tuple) -> str:
+    treedef, leaves = summary
+    shown = [
+        f"{x.dtype}{list(x.shape)}" if isinstance(x, jax.ShapeDtypeStruct) else repr(x)
+        for x in leaves
+    ]
+    return str(jtu.tree_unflatten(treedef, shown)).replace("'", "")
+
+
+def too_many_traces_message(
+    fn: Any,
+    max_traces: int | None,
+    count: int,
+    argument: str | None,
+    summary: tuple | None,
+    previous: list[tuple],
+) -> str:
+    """The message of the `TooManyTracesError` of `assert_max_traces`.
+
+    **Arguments:**
+
+    - `fn`: the wrapped function.
+    - `max_traces`, `count`: the limit, and the number of traces so far.
+    - `argument`: the first argument whose summary differs from all its earlier ones,
+        or `None` if none does.
+    - `summary`, `previous`: that argument's summary now and its earlier ones, each a
+        `(treedef, leaves)` with a `jax.ShapeDtypeStruct` for each array leaf
+        (ignored when `argument` is `None`).
+
+    **Returns:** the message.
+    """
+    head = (
+        f"{fn} may be traced at most {max_traces} times, but it has "
+        f"now been traced {count} times."
+    )
+    if argument is None or summary is None:
+        return (
+            f"{head} No single argument changed shape, dtype or static value, so "
+            "the retrace came from elsewhere (e.g. a new jit wrapper, changed jit "
+            "options, or `clear_caches`). Fix: reuse one jitted function."
+        )
+    before = (
+        "\n".join("  " + _describe_trace_summary(p) for p in previous) or "  (none)"
+    )
+    return (
+        f"{head} The argument '{argument}' caused the retrace: it is now\n  "
+        f"{_describe_trace_summary(summary)}\nand previously was\n{before}\nFix: keep "
+        "its shapes, dtypes and non-array values the same between calls "
+        "(non-array values are static under filter_jit), or raise "
+        "`max_traces`."
     )

@@ -12,6 +12,12 @@ import inspect
 import re
 from typing import ClassVar, Generic, get_args, get_origin, TypeVar
 
+from .._messages import (
+    abstract_annotation_arity_error,
+    abstract_with_value_error,
+    bare_abstract_annotation_error,
+)
+
 
 _T = TypeVar("_T")
 
@@ -51,18 +57,11 @@ def annotation_kind(annotation: object) -> tuple[bool, bool]:
         kind = match.group(1)
         return kind != "ClassVar", kind != "AbstractVar"
     if annotation is AbstractVar or annotation is AbstractClassVar:
-        name = annotation.__name__
-        raise TypeError(
-            f"`{name}` must be subscripted with the attribute's type, as in "
-            f"`x: {name}[int]`; got a bare `{name}`."
-        )
+        raise bare_abstract_annotation_error(annotation.__name__)
     origin = get_origin(annotation)
     if origin is AbstractVar or origin is AbstractClassVar:
         if len(get_args(annotation)) != 1:
-            raise TypeError(
-                f"`{origin.__name__}` takes exactly one type argument, as in "
-                f"`{origin.__name__}[int]`; got {annotation}."
-            )
+            raise abstract_annotation_arity_error(origin.__name__, annotation)
         return True, origin is AbstractClassVar
     return False, origin is ClassVar
 
@@ -77,12 +76,7 @@ def abstract_attributes(cls: type) -> tuple[frozenset[str], frozenset[str]]:
             is_abstract, is_class = annotation_kind(annotation)
             if is_abstract:
                 if name in kls.__dict__:
-                    kind = "class attribute" if is_class else "attribute"
-                    raise TypeError(
-                        f"{kls.__qualname__}.{name} is declared as an abstract {kind} "
-                        "and so cannot also be given a value in the same class; "
-                        "remove the value, or drop the `Abstract...` annotation."
-                    )
+                    raise abstract_with_value_error(kls.__qualname__, name, is_class)
                 if is_class:
                     abstract_vars.discard(name)
                     abstract_class_vars.add(name)

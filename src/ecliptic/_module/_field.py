@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from .._checks import warn_deprecated
+from .._messages import field_metadata_clash_error
 
 
 def field(
@@ -33,10 +34,7 @@ def field(
     metadata = dict(kwargs.pop("metadata", None) or {})
     for name in ("converter", "static"):
         if name in metadata:
-            raise ValueError(
-                f"ecliptic.field got `metadata` that already sets {name!r}; pass "
-                f"`{name}=...` to `field` directly instead of through `metadata`."
-            )
+            raise field_metadata_clash_error(name)
     if converter is not None:
         metadata["converter"] = converter
     if static:

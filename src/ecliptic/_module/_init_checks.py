@@ -5,7 +5,6 @@ constructing are in `_messages.py`."""
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from typing import Any
 
@@ -13,7 +12,13 @@ import jax
 import jax.tree_util as jtu
 
 from .._filters import is_array, is_inexact_array_like
-from .._messages import static_array_message
+from .._messages import (
+    init_false_array_message,
+    static_array_message,
+    transformed_callable_message,
+    undeclared_field_error,
+    uninitialised_field_error,
+)
 from ._class_info import ClassInfo
 from ._flatten import WRAPPER_FIELD_NAMES
 
@@ -45,11 +50,7 @@ def check_assigned_names(cls: type, info: ClassInfo, obj: Any) -> None:
         if name not in info.names_set and name not in WRAPPER_FIELD_NAMES:
             if name == "__orig_class__":
                 continue
-            raise dataclasses.FrozenInstanceError(
-                f"cannot assign to field {name!r}: {cls.__qualname__} declares no "
-                f"field {name!r}. Declare it in the class body (`{name}: <type>`) "
-                "before assigning it in `__init__`."
-            )
+            raise undeclared_field_error(cls.__qualname__, name)
 
 
 def _warn_static_and_init_false(cls: type, info: ClassInfo, obj: Any) -> None:
@@ -61,13 +62,7 @@ def _warn_static_and_init_false(cls: type, info: ClassInfo, obj: Any) -> None:
         value = getattr(obj, name, None)
         if any(is_inexact_array_like(x) for x in jtu.tree_leaves(value)):
             warnings.warn(
-                f"{cls.__qualname__}.{name} is declared with `field(init=False)` and "
-                "holds floating-point arrays. It is a PyTree leaf like any other "
-                "field: "
-                "`jax.grad` differentiates it directly, not the fields it was "
-                "computed from. Compute it in a method or property instead, so that "
-                "gradients flow to its inputs.",
-                stacklevel=3,
+                init_false_array_message(cls.__qualname__, name), stacklevel=3
             )
 
 
@@ -77,11 +72,7 @@ def finish_init(cls: type, info: ClassInfo, obj: Any) -> None:
     if not d.keys() >= info.names_set:
         for name in info.names:
             if name not in d and not hasattr(cls, name):
-                raise TypeError(
-                    f"Field {name!r} was not initialized. {cls.__qualname__}.__init__ "
-                    f"must assign every field; add `self.{name} = ...` to it, or give "
-                    f"the field a default in the class body."
-                )
+                raise uninitialised_field_error(cls.__qualname__, name)
     if not info.needs_post_init:
         return
     for name, converter in info.converters:
@@ -105,13 +96,5 @@ def warn_transformed(cls: type, name: str, value: Any) -> None:
         except Exception:  # noqa: BLE001 - any non-PyTree callable: nothing to warn about
             return
         if any(is_array(x) or isinstance(x, (int, float, complex)) for x in leaves):
-            warnings.warn(
-                f"{cls.__module__}.{cls.__qualname__}.{name} is assigned a "
-                "JAX-transformed callable (e.g. `jax.vmap(layer)`) that holds "
-                "parameters. Such callables are not PyTrees, so those parameters "
-                "will never be trained. Store the layer itself and apply the "
-                "transformation in `__call__`, or use the filtered transformation "
-                "(e.g. `ecliptic.filter_vmap(layer)`), which is a PyTree.",
-                stacklevel=3,
-            )
+            warnings.warn(transformed_callable_message(cls, name), stacklevel=3)
             return

@@ -19,7 +19,16 @@ from typing import Any
 import jax.tree_util as jtu
 from typing_extensions import dataclass_transform
 
-from .._messages import abstract_message, frozen_error, method_in_init_error
+from .._messages import (
+    abstract_message,
+    delete_field_error,
+    frozen_error,
+    init_returned_error,
+    method_in_init_error,
+    not_a_module_class_error,
+    post_init_never_runs_message,
+    virtual_subclass_error,
+)
 from .._pretty_print import tree_pformat
 from .._pytree import tree_equal
 from .._tracebacks import hide_internal_frames
@@ -141,7 +150,7 @@ def _construct(cls: Any, args: tuple, kwargs: dict) -> Any:
         _setattr(obj, "__class__", cls)
     if result is not None:
         # What `type.__call__` (the fast path) says.
-        raise TypeError(f"__init__() should return None, not '{type(result).__name__}'")
+        raise init_returned_error(result)
     _finish(cls, obj)
     return obj
 
@@ -248,13 +257,7 @@ class _ModuleMeta(abc.ABCMeta):
         cls = super().__new__(mcs, name, bases, namespace, **kwargs)
         has_dataclass_init = uses_dataclass_init(cls, namespace)
         if not has_dataclass_init and hasattr(cls, "__post_init__"):
-            warnings.warn(
-                f"{cls.__module__}.{cls.__qualname__} defines (or inherits) both a "
-                "custom `__init__` and `__post_init__`: `__post_init__` only runs "
-                "after a generated dataclass `__init__`, so it will never run here. "
-                "Move the checks into `__check_init__`, which always runs.",
-                stacklevel=2,
-            )
+            warnings.warn(post_init_never_runs_message(cls), stacklevel=2)
         make_dataclass(cls, has_dataclass_init)
         abstract_vars, abstract_class_vars = abstract_attributes(cls)
         cls.__abstractvars__ = abstract_vars
@@ -318,11 +321,7 @@ class _ModuleMeta(abc.ABCMeta):
         ]
 
     def register(cls, subclass: type) -> type:
-        raise ValueError(
-            f"{cls.__qualname__}.register({subclass!r}) is not supported: Modules are "
-            "dataclasses, so virtual subclasses cannot be registered. Subclass "
-            f"{cls.__qualname__} instead."
-        )
+        raise virtual_subclass_error(cls, subclass)
 
 
 class _ShadowMeta(_ModuleMeta):
@@ -382,9 +381,7 @@ class Module(Hashable, metaclass=_ModuleMeta):
         if id(self) in _initialising:
             _delattr(self, name)
             return
-        raise dataclasses.FrozenInstanceError(
-            f"cannot delete field {name!r}: {type(self).__qualname__} is immutable."
-        )
+        raise delete_field_error(self, name)
 
 
 class BoundMethod(Module):
@@ -421,7 +418,7 @@ _fast_check_globals["_special"] = _SPECIAL_VALUE_TYPES
 def is_abstract_module(cls: type) -> bool:
     """Whether `cls` (a Module subclass) cannot be instantiated yet."""
     if not (isinstance(cls, type) and issubclass(cls, Module)):
-        raise TypeError(f"{cls!r} is not a subclass of ecliptic.Module.")
+        raise not_a_module_class_error(cls)
     info: ClassInfo = cls._ecliptic_info  # pyright: ignore[reportAttributeAccessIssue]
     return bool(
         cls.__abstractmethods__

@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 import jax.tree_util as jtu
 
 from .._filters import is_array
-from .._messages import static_array_message
+from .._messages import static_leaves_array_message, wrapped_property_error
 from .._tracebacks import hide_internal_frames
 from ._field import field
 from ._flatten import WRAPPER_FIELD_NAMES
@@ -76,7 +76,7 @@ class _StaticMeta(type(Module)):  # pyright: ignore[reportGeneralTypeIssues]
         d["_treedef"] = treedef
         for leaf in leaves:
             if is_array(leaf):
-                warnings.warn(static_array_message("Static", "_leaves"), stacklevel=2)
+                warnings.warn(static_leaves_array_message(), stacklevel=2)
                 break
         return obj
 
@@ -124,12 +124,7 @@ def module_update_wrapper(wrapper: Module, wrapped: Callable | None = None) -> A
     """
     cls = type(wrapper)
     if not isinstance(getattr(cls, "__wrapped__", None), property):
-        raise ValueError(
-            f"module_update_wrapper needs {cls.__qualname__} to define `__wrapped__` "
-            "as a property returning the wrapped callable; got "
-            f"{type(getattr(cls, '__wrapped__', None)).__name__}. Add "
-            "`@property\\ndef __wrapped__(self): return self.fn`."
-        )
+        raise wrapped_property_error(cls)
     if wrapped is None:
         wrapped = wrapper.__wrapped__  # pyright: ignore[reportAttributeAccessIssue]
     leaves, treedef = jtu.tree_flatten(wrapper)

@@ -26,7 +26,22 @@ from jaxtyping import PyTree
 from .._checks import CheckpointError
 from .._eval_shape import filter_eval_shape
 from .._filters import is_array, is_array_like
-from .._messages import describe_array, record_mismatch_error
+from .._messages import (
+    checkpoint_filter_spec_error,
+    describe_array,
+    describe_python_scalar,
+    hyperparameters_line_error,
+    hyperparameters_newline_error,
+    hyperparameters_not_dict_error,
+    hyperparameters_type_error,
+    leaf_load_error,
+    leaves_ended_error,
+    loaded_array_difference,
+    loaded_leaf_error,
+    loaded_type_difference,
+    record_mismatch_error,
+    saving_leaf_note,
+)
 from .._prefix import match_prefix
 from ._records import (
     atomic_open,
@@ -54,13 +69,6 @@ __all__ = [
 _PY_SCALARS = (bool, int, float, complex)
 # Record dtype kinds accepted for a Python scalar in `like` (checked in this order).
 _SCALAR_KINDS = ((bool, "b"), (int, "iu"), (float, "f"), (complex, "c"))
-
-
-_DETAILS = ("expected_shape", "found_shape", "expected_dtype", "found_dtype")
-
-
-def _keystr(path: tuple) -> str:
-    return jtu.keystr(path) if path else "(the root)"
 
 
 def _fill(error: CheckpointError, **details: Any) -> CheckpointError:
@@ -117,10 +125,7 @@ def _next_record(f: Any, want: Callable[[], str]) -> Record:
     """Reads the next record's header; raises if the saved leaves have run out."""
     record = next_record(f)
     if record is None:
-        raise CheckpointError(
-            f"expected a record for {want()}, but the saved leaves ended: `like` has "
-            "more leaves than the saved tree, or the file is truncated"
-        )
+        raise leaves_ended_error(want())
     return record
 
 
@@ -157,10 +162,10 @@ def _read_matching(f: Any, shape: tuple[int, ...], expected: np.dtype) -> np.nda
 def _read_scalar(f: Any, x: bool | int | float | complex) -> Any:
     kinds = next(k for t, k in _SCALAR_KINDS if isinstance(x, t))
     try:
-        record = _next_record(f, lambda: f"a Python {type(x).__name__}")
+        record = _next_record(f, lambda: describe_python_scalar(x))
         dtype, shape = record.dtype, record.shape
         if shape != () or dtype.kind not in kinds:
-            want = f"a Python {type(x).__name__} (a 0-d record of kind {kinds!r})"
+            want = describe_python_scalar(x, kinds)
             error = record_mismatch_error(want, shape, dtype)
             raise _fill(error, found_shape=tuple(shape), found_dtype=dtype)
         return type(x)(record.read().item())
@@ -226,12 +231,7 @@ def _map_with_spec(
     try:
         match = match_prefix(filter_spec, tree, is_leaf=is_leaf, with_paths=True)
     except (ValueError, TypeError) as e:
-        raise ValueError(
-            f"`filter_spec` must be a callable or a PyTree prefix of the tree, with "
-            f"structure {jtu.tree_structure(filter_spec)}; it does not match the tree "
-            f"({e}). Pass one callable, or a tree of callables shaped like the tree's "
-            "top levels."
-        ) from None
+        raise checkpoint_filter_spec_error(filter_spec, e) from None
     leaves = [fn(spec, path or (), leaf) for spec, path, leaf in match.items()]
     return match.unflatten(leaves)
 
@@ -262,21 +262,8 @@ def _leaf_error(
 ) -> CheckpointError:
     """`e`, raised while loading the leaf at `path` from the record at `pos`, as a
     `CheckpointError` naming them (and keeping `e`'s shapes and dtypes)."""
-    inner = e if isinstance(e, CheckpointError) else None
-    detail = str(e) if inner is not None else repr(e)
-    where = (
-        f"record at byte {pos}"
-        if reader.positioned
-        else f"record {pos} bytes after where reading began"
-    )
-    details = {name: getattr(inner, name) for name in _DETAILS} if inner else {}
-    return CheckpointError(
-        f"Checkpoint {source}: could not load leaf `{_keystr(path)}` of `like` "
-        f"({where}): {detail}.",
-        path=path,
-        offset=reader.offset(pos),
-        **details,
-    )
+    offset = reader.offset(pos)
+    return leaf_load_error(e, source, path, pos, reader.positioned, offset)
 
 
 def _load_leaf(
@@ -304,13 +291,12 @@ def _array_impl_type() -> type:
 
 def _difference(new: Any, old: Any, expected_type: type) -> str | None:
     if type(new) is not expected_type:
-        return f"type {expected_type.__name__}, but got {type(new).__name__}"
+        return loaded_type_difference(expected_type, new)
     if isinstance(new, (np.ndarray, jax.Array)):
         old_shape, old_dtype = getattr(old, "shape", None), getattr(old, "dtype", None)
         if new.shape != old_shape or new.dtype != old_dtype:
-            return (
-                f"{describe_array(old_shape, old_dtype)}, but got "
-                f"{describe_array(new.shape, new.dtype)}"
+            return loaded_array_difference(
+                (old_shape, old_dtype), (new.shape, new.dtype)
             )
     return None
 
@@ -347,13 +333,8 @@ def _check_same(
             expected_type = type(old)
         problem = _difference(new, old, expected_type)
         if problem is not None:
-            raise CheckpointError(
-                f"Checkpoint {source}: the loaded leaf `{_keystr(path)}` should "
-                f"have {problem}. Make the `filter_spec` return leaves like `like`'s.",
-                path=path,
-                offset=_recall(offsets, path),
-                **_shapes(old, new),
-            )
+            offset = _recall(offsets, path)
+            raise loaded_leaf_error(source, path, problem, offset, _shapes(old, new))
 
 
 # ---------------------------------------------------------------------------------
@@ -395,7 +376,7 @@ def _write_tree(
             spec(writer, leaf)
         except Exception as e:
             if hasattr(e, "add_note"):
-                e.add_note(f"(while saving the leaf at `{_keystr(path)}`)")
+                e.add_note(saving_leaf_note(path))
             raise
 
     _map_with_spec(save, filter_spec, pytree, is_leaf)
@@ -511,10 +492,7 @@ def save_with_hyperparameters(
     **Returns:** `None`.
     """
     if not isinstance(hyperparameters, dict):
-        raise TypeError(
-            "`hyperparameters` must be a dict of keyword arguments, but got "
-            f"{type(hyperparameters).__name__}. Pass e.g. {{'width_size': 8}}."
-        )
+        raise hyperparameters_type_error(hyperparameters)
     line = (json.dumps(hyperparameters) + "\n").encode()
 
     def body(w: RecordWriter) -> None:
@@ -530,17 +508,12 @@ def _read_hyperparameters(reader: RecordReader, source: str) -> dict[str, Any]:
     line = reader.readline(_MAX_JSON_LINE)
     try:
         if not line.endswith(b"\n"):
-            raise ValueError("the first line does not end with a newline")
+            raise hyperparameters_newline_error()
         hyperparameters = json.loads(line.decode())
         if not isinstance(hyperparameters, dict):
-            raise ValueError(f"it holds a {type(hyperparameters).__name__}")
+            raise hyperparameters_not_dict_error(hyperparameters)
     except ValueError as e:  # includes JSON and Unicode decode errors
-        raise CheckpointError(
-            f"Checkpoint {source}: expected a first line holding a JSON dict of "
-            f"hyperparameters, but could not read one ({e}). Was the file written "
-            "by `tree_serialise_leaves` instead of `save_with_hyperparameters`?",
-            offset=offset,
-        ) from e
+        raise hyperparameters_line_error(source, e, offset) from e
     return hyperparameters
 
 

@@ -32,10 +32,19 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .._caches import BoundedCache
-from .._checks import CheckpointError
 from .._messages import (
+    checkpoint_fileno_error,
+    checksum_mismatch_error,
+    header_length_error,
+    header_text_error,
     malformed_header_error,
+    npy_version_error,
+    object_leaf_error,
+    pickle_record_error,
+    record_dtype_error,
+    record_magic_error,
     trailing_data_error,
+    truncated_data_error,
     truncated_header_error,
 )
 
@@ -57,10 +66,7 @@ _ALIGN = 64
 def _delegate(raw: Any, name: str) -> Any:
     # No `fileno`: writing or reading through the descriptor would bypass the hash.
     if name == "fileno":
-        raise AttributeError(
-            "checkpoint files are hashed as they are written and read, so they "
-            "expose no `fileno`; use `write`/`read` (as `np.save`/`np.load` do)"
-        )
+        raise checkpoint_fileno_error()
     return getattr(raw, name)
 
 
@@ -205,13 +211,8 @@ class RecordReader:
         saved_crc, reserved, saved_nbytes = struct.unpack("<IIQ", payload[16:])
         nbytes = pos - self.start
         if (saved_crc, reserved, saved_nbytes) != (crc, 0, nbytes):
-            raise CheckpointError(
-                f"Checkpoint {source} is corrupt: its trailer records CRC32 "
-                f"{saved_crc:#010x} over {saved_nbytes} bytes, but the bytes read have "
-                f"CRC32 {crc:#010x} over {nbytes} bytes. Restore the file from a "
-                "backup or save it again.",
-                offset=self.offset(pos),
-            )
+            saved, read = (saved_crc, saved_nbytes), (crc, nbytes)
+            raise checksum_mismatch_error(source, saved, read, self.offset(pos))
 
     def __getattr__(self, name: str) -> Any:
         return _delegate(self._raw, name)
@@ -225,11 +226,7 @@ class RecordReader:
 def write_record(f: Any, arr: np.ndarray) -> None:
     """Writes `arr` as one `.npy` record: the bytes `np.save(f, arr)` writes."""
     if arr.dtype.hasobject:
-        raise TypeError(
-            f"Cannot save a leaf of dtype {arr.dtype} (value {arr!r}): checkpoints "
-            "hold numeric arrays only, and object arrays would need pickle. Convert "
-            "it to a numeric array, or skip it with a `filter_spec` that ignores it."
-        )
+        raise object_leaf_error(arr)
     fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
     if arr.dtype.names is not None or fortran:
         np.lib.format.write_array(f, arr, allow_pickle=False)
@@ -314,11 +311,9 @@ def _parse_header_text(text: str) -> Header:
         else:
             dtype = _descr_to_dtype(descr)
     except Exception as e:
-        raise CheckpointError(f"the record dtype {d['descr']!r} is not valid") from e
+        raise record_dtype_error(descr) from e
     if dtype.hasobject:
-        raise CheckpointError(
-            f"the record has dtype {dtype}, which needs pickle; refusing to load it"
-        )
+        raise pickle_record_error(dtype)
     return dtype, shape, fortran
 
 
@@ -329,27 +324,24 @@ def read_record_header(f: Any) -> Header | None:
     if not magic:
         return None
     if len(magic) < 8 or magic[:6] != _NPY_MAGIC:
-        raise CheckpointError(
-            f"expected a `.npy` record starting with {_NPY_MAGIC!r}, but found "
-            f"{magic!r}: the file is corrupt or truncated"
-        )
+        raise record_magic_error(_NPY_MAGIC, magic)
     major = magic[6]
     if major not in (1, 2, 3) or magic[7] != 0:
-        raise CheckpointError(f"unknown `.npy` format version {magic[6]}.{magic[7]}")
+        raise npy_version_error(magic[6], magic[7])
     size_format = "<H" if major == 1 else "<I"
     size_bytes = _read_exact(f, struct.calcsize(size_format))
     if len(size_bytes) < struct.calcsize(size_format):
         raise truncated_header_error()
     (header_len,) = struct.unpack(size_format, size_bytes)
     if header_len > _MAX_HEADER_LEN:
-        raise CheckpointError(f"a record header claims {header_len} bytes (corrupt)")
+        raise header_length_error(header_len)
     header = _read_exact(f, header_len)
     if len(header) < header_len:
         raise truncated_header_error()
     try:
         text = header.decode("utf8" if major == 3 else "latin1")
     except UnicodeDecodeError as e:
-        raise CheckpointError("a record header is not valid text (corrupt)") from e
+        raise header_text_error() from e
     return _parse_header(text)
 
 
@@ -382,12 +374,7 @@ def read_record_data(
             n = len(data)
             view[got : got + n] = data
         if n == 0:
-            raise CheckpointError(
-                f"the file ends after {got} of the {view.nbytes} data bytes of a "
-                f"{dtype}{list(shape)} record (truncated)",
-                found_shape=shape,
-                found_dtype=dtype,
-            )
+            raise truncated_data_error(got, view.nbytes, dtype, shape)
         got += n
     if fortran:
         return arr.reshape(shape[::-1]).transpose()

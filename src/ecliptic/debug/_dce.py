@@ -14,6 +14,7 @@ import wadler_lindig as wl
 from jaxtyping import PyTree
 
 from .._filters import is_array
+from .._messages import inspect_dce_inside_jit_error, store_dce_outside_jit_error
 
 
 # name -> {tag: (alive arrays {index: (shape, dtype)}, treedef, non-array leaves
@@ -54,11 +55,7 @@ def store_dce(x: PyTree, name: Hashable = None) -> PyTree:
     **Returns:** `x`, unchanged.
     """
     if not _inside_jit():
-        raise RuntimeError(
-            "ecliptic.debug.store_dce must be called inside a jitted function, but it "
-            "was called outside of JIT (nothing is dead-code eliminated there). Fix: "
-            "call it inside the function you pass to `filter_jit` / `jax.jit`."
-        )
+        raise store_dce_outside_jit_error()
     leaves, treedef = jtu.tree_flatten(x)
     alive: dict[int, tuple] = {}
     statics = [None if is_array(leaf) else leaf for leaf in leaves]
@@ -84,11 +81,7 @@ def inspect_dce(name: Hashable = None) -> None:
     **Returns:** `None`; the report is printed.
     """
     if _inside_jit():
-        raise RuntimeError(
-            "ecliptic.debug.inspect_dce must be called outside of JIT, after the "
-            "jitted function has run, but it was called while tracing. Fix: call it "
-            "after the jitted call returns."
-        )
+        raise inspect_dce_inside_jit_error()
     entries = _store.get(name, {})
     plural = "" if len(entries) == 1 else "s"
     print(f"Found {len(entries)} call{plural} to `ecliptic.debug.store_dce`.")

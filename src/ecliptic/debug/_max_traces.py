@@ -13,6 +13,11 @@ import jax.tree_util as jtu
 
 from .._checks import TooManyTracesError
 from .._filters import is_array
+from .._messages import (
+    max_traces_type_error,
+    not_trace_counted_error,
+    too_many_traces_message,
+)
 from .._module import field, Module, module_update_wrapper
 from .._wrap import api_boundary
 
@@ -44,15 +49,6 @@ def _same(a: tuple, b: tuple) -> bool:
         return False
 
 
-def _describe(summary: tuple) -> str:
-    treedef, leaves = summary
-    shown = [
-        f"{x.dtype}{list(x.shape)}" if isinstance(x, jax.ShapeDtypeStruct) else repr(x)
-        for x in leaves
-    ]
-    return str(jtu.tree_unflatten(treedef, shown)).replace("'", "")
-
-
 class _AssertMaxTraces(Module):
     fn: Callable
     max_traces: int | None = field(static=True)
@@ -80,30 +76,15 @@ class _AssertMaxTraces(Module):
     def _error(self, count: int, summaries: dict, seen: dict) -> TooManyTracesError:
         """The error for trace number `count`, naming the first argument whose
         summary differs from every earlier one (if any)."""
-        head = (
-            f"{self.fn} may be traced at most {self.max_traces} times, but it has "
-            f"now been traced {count} times."
-        )
-        argument = None
+        argument, changed, previous = None, None, []
         for name, summary in summaries.items():
-            previous = seen.get(name, [])
-            if not any(_same(summary, p) for p in previous):
-                argument = name
-                before = "\n".join("  " + _describe(p) for p in previous) or "  (none)"
-                msg = (
-                    f"{head} The argument '{name}' caused the retrace: it is now\n  "
-                    f"{_describe(summary)}\nand previously was\n{before}\nFix: keep "
-                    "its shapes, dtypes and non-array values the same between calls "
-                    "(non-array values are static under filter_jit), or raise "
-                    "`max_traces`."
-                )
+            earlier = seen.get(name, [])
+            if not any(_same(summary, p) for p in earlier):
+                argument, changed, previous = name, summary, earlier
                 break
-        else:
-            msg = (
-                f"{head} No single argument changed shape, dtype or static value, so "
-                "the retrace came from elsewhere (e.g. a new jit wrapper, changed jit "
-                "options, or `clear_caches`). Fix: reuse one jitted function."
-            )
+        msg = too_many_traces_message(
+            self.fn, self.max_traces, count, argument, changed, previous
+        )
         return TooManyTracesError(
             msg,
             function_name=_name(self.fn),
@@ -134,10 +115,7 @@ def _make(fn: Callable, max_traces: int | None) -> _AssertMaxTraces:
     if max_traces is not None and (
         isinstance(max_traces, bool) or not isinstance(max_traces, int)
     ):
-        raise TypeError(
-            "assert_max_traces expected `max_traces` to be an int or None, but got "
-            f"{type(max_traces).__name__} {max_traces!r}. Fix: e.g. max_traces=1."
-        )
+        raise max_traces_type_error(max_traces)
     tag = _Tag()
     _num_traces[tag] = 0
     _seen[tag] = {}
@@ -195,9 +173,5 @@ def get_num_traces(fn: Callable) -> int:
     """
     count = _count(fn)
     if count is None:
-        raise ValueError(
-            f"get_num_traces expected a function wrapped with "
-            f"`ecliptic.debug.assert_max_traces`, but got {fn!r}, which is not. Fix: "
-            "wrap it, e.g. `assert_max_traces(f, max_traces=None)`."
-        )
+        raise not_trace_counted_error(fn)
     return count

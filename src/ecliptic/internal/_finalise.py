@@ -243,7 +243,7 @@ def to_onnx(fn: Callable) -> Callable:
     """
     missing = _missing(_ONNX_DEPENDENCIES)
     if missing:
-        raise _messages.missing_dependencies_error("ecliptic.internal.to_onnx", missing)
+        raise _messages.onnx_missing_error(missing)
     import jax.experimental.jax2tf as jax2tf
     import tensorflow as tf  # pyright: ignore[reportMissingImports, reportMissingModuleSource]
     import tf2onnx  # pyright: ignore[reportMissingImports]

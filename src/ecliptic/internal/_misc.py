@@ -21,6 +21,7 @@ from jaxtyping import Array, PRNGKeyArray, PyTree
 from .._caches import BoundedCache
 from .._eval_shape import filter_eval_shape
 from .._filters import is_array
+from .._messages import container_reverse_lookup_error
 from .._module import Module
 from ._nontraceable import nonbatchable
 
@@ -289,10 +290,7 @@ class ContainerMeta(type):
 
     def __new__(mcs, name: str, bases: tuple, namespace: dict) -> Any:
         if "reverse_lookup" in namespace:
-            raise ValueError(
-                f"ContainerMeta class {name} must not define `reverse_lookup`: the "
-                "metaclass sets it. Fix: rename that attribute."
-            )
+            raise container_reverse_lookup_error(name)
         numbered: dict[str, Any] = {}
         values = []
         for key, value in namespace.items():

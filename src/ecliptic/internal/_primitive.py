@@ -278,10 +278,7 @@ def filter_primitive_bind(prim: jax.extend.core.Primitive, *args: Any) -> PyTree
     **Returns:** the PyTree returned by the rules.
     """
     if not prim.multiple_results:
-        raise ValueError(
-            f"filter_primitive_bind needs a primitive with `multiple_results = True`, "
-            f"but {prim} has `multiple_results = False`. Fix: set it before binding."
-        )
+        raise _messages.single_result_primitive_error(prim)
     flat, treedef = jtu.tree_flatten(args)
     dynamic = [x for x in flat if is_array(x)]
     static = tuple(_OPERAND if is_array(x) else x for x in flat)

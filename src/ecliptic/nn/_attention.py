@@ -13,16 +13,15 @@ import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe, warn_deprecated
+from .._messages import (
+    attention_hint,
+    attention_mask_shape_error,
+    process_heads_shape_error,
+)
 from .._module import field, Module
 from ._dropout import Dropout
 from ._linear import Linear
 from ._misc import compute_dtype, param_dtype
-
-
-_HINT = (
-    "Layers act on a single example: map over the batch with "
-    "`jax.vmap(mha)(query, key_, value)`."
-)
 
 
 def dot_product_attention_weights(
@@ -43,11 +42,7 @@ def dot_product_attention_weights(
     logits = jnp.einsum("sd,Sd->sS", query, key)
     if mask is not None:
         if mask.shape != logits.shape:
-            raise ValueError(
-                "dot_product_attention_weights expected `mask` of shape (q_seq, "
-                f"kv_seq) = {tuple(logits.shape)}, but got shape {tuple(mask.shape)}. "
-                "Pass one mask per query position and key position."
-            )
+            raise attention_mask_shape_error(logits.shape, mask.shape)
         logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     dtype = compute_dtype(logits.dtype)
     return jax.nn.softmax(logits.astype(dtype)).astype(logits.dtype)
@@ -191,7 +186,7 @@ class MultiheadAttention(Module):
 
     def _check(self, query: Array, key_: Array, value: Array, mask: Any) -> None:
         subject = self._subject()
-        check = ft.partial(check_shape, subject, call="mha", hint=_HINT)
+        check = ft.partial(check_shape, subject, call="mha", hint=attention_hint())
         check(query, ("q_seq", self.query_size), name="query")
         check(key_, ("kv_seq", self.key_size), name="key_")
         kv_seq = key_.shape[0]
@@ -271,11 +266,5 @@ class MultiheadAttention(Module):
         q, k, v = process_heads(q, k, v)
         new_shapes = (q.shape, k.shape, v.shape)
         if new_shapes != shapes:
-            raise ValueError(
-                f"{self._subject()} expected `process_heads` to keep the shapes of "
-                f"the (query, key, value) heads, {shapes}, but it returned shapes "
-                f"{new_shapes}. Return heads of the same shapes, e.g. apply a "
-                "positional embedding per head with `jax.vmap(rope, in_axes=1, "
-                "out_axes=1)`."
-            )
+            raise process_heads_shape_error(self._subject(), shapes, new_shapes)
         return q, k, v

@@ -11,7 +11,13 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from .._checks import check_shape, describe, UnboundAxisNameError
+from .._checks import check_shape, describe
+from .._messages import (
+    batch_norm_default_mode_message,
+    batch_norm_hint,
+    batch_norm_mode_error,
+    batch_norm_unbound_axis_error,
+)
 from .._module import field
 from ._misc import compute_dtype, param_dtype
 from ._stateful import State, StatefulLayer, StateIndex
@@ -78,17 +84,9 @@ class BatchNorm(StatefulLayer):
         """
         if mode == "legacy":
             mode = "ema"
-            warnings.warn(
-                "ecliptic.nn.BatchNorm(..., mode=...) was not given, so it defaults to "
-                "'ema' for compatibility with Equinox. New code should pass "
-                "mode='batch' (PyTorch-like: batch statistics in training).",
-                stacklevel=2,
-            )
+            warnings.warn(batch_norm_default_mode_message(), stacklevel=2)
         if mode not in ("ema", "batch"):
-            raise ValueError(
-                f"ecliptic.nn.BatchNorm(input_size={input_size}) expected mode 'batch' "
-                f"or 'ema', but got mode={mode!r}. Pass mode='batch'."
-            )
+            raise batch_norm_mode_error(input_size, mode)
         dtype = param_dtype(dtype)
         self.mode = mode
         if channelwise_affine:
@@ -130,9 +128,7 @@ class BatchNorm(StatefulLayer):
             x,
             expected,
             axis_names=[f"input_size={self.input_size}"] + [None] * (len(expected) - 1),
-            hint="The input is `(input_size, *spatial)` for one example: map over "
-            f"the batch with `jax.vmap(bn, axis_name={self.axis_name!r}, "
-            "in_axes=(0, None), out_axes=(0, None))(x, state)`.",
+            hint=batch_norm_hint(self.axis_name),
         )
 
     def _check_axis_names(self) -> None:
@@ -141,14 +137,7 @@ class BatchNorm(StatefulLayer):
             try:
                 lax.axis_size(name)
             except NameError:
-                raise UnboundAxisNameError(
-                    f"{self._subject()} expected to run under "
-                    f"`jax.vmap(..., axis_name={name!r})` (or `jax.pmap`), but no "
-                    f"mapped axis named {name!r} is bound here. In training, BatchNorm "
-                    "computes statistics over the batch, so call it as `jax.vmap(bn, "
-                    f"axis_name={name!r}, in_axes=(0, None), out_axes=(0, None))"
-                    "(x, state)`."
-                ) from None
+                raise batch_norm_unbound_axis_error(self._subject(), name) from None
 
     def _stats(self, x: Array) -> tuple[Array, Array]:
         """Per-channel mean and variance over the spatial and batch axes."""

@@ -13,6 +13,15 @@ from jax import lax
 from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe, dtype_error
+from .._messages import (
+    conv_channels_last_hint,
+    conv_circular_padding_error,
+    conv_groups_error,
+    conv_output_padding_error,
+    conv_padding_error,
+    conv_padding_mode_error,
+    conv_transpose_output_size_error,
+)
 from .._module import field, Module
 from ._misc import check_windows_fit, default_init, ntuple, owner_name, param_dtype
 
@@ -28,11 +37,7 @@ def _parse_padding(
     """Normalises `padding` to `"SAME"`/`"SAME_LOWER"`/`"VALID"` or `n` pairs."""
     if isinstance(padding, str):
         if padding.upper() not in _PAD_STRINGS:
-            raise ValueError(
-                f"{owner}: `padding` must be 'SAME', 'SAME_LOWER', 'VALID', an int, "
-                f"or a sequence of {n} ints or (low, high) pairs, but got "
-                f"{padding!r}."
-            )
+            raise conv_padding_error(owner, padding, n, per_axis=False)
         return padding.upper()
     if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
         return ((int(padding), int(padding)),) * n
@@ -47,19 +52,12 @@ def _parse_padding(
                 break
         else:
             return tuple(pairs)
-    raise ValueError(
-        f"{owner}: `padding` must be 'SAME', 'SAME_LOWER', 'VALID', an int, or a "
-        f"sequence of {n} ints or (low, high) pairs (one per spatial axis), but got "
-        f"{padding!r}."
-    )
+    raise conv_padding_error(owner, padding, n)
 
 
 def _parse_padding_mode(owner: str, mode: str, allowed: tuple[str, ...]) -> str:
     if not isinstance(mode, str) or mode.upper() not in allowed:
-        raise ValueError(
-            f"{owner}: `padding_mode` must be one of {', '.join(allowed)} "
-            f"(case-insensitive), but got {mode!r}."
-        )
+        raise conv_padding_mode_error(owner, mode, allowed)
     return mode.upper()
 
 
@@ -69,11 +67,7 @@ def _init_params(layer: Any, owner: str, use_bias: bool, dtype: Any, key: Any) -
     `fan_in = in // groups * prod(kernel)`."""
     c_in, c_out, groups = layer.in_channels, layer.out_channels, layer.groups
     if groups < 1 or c_in % groups or c_out % groups:
-        raise ValueError(
-            f"{owner}: `in_channels` ({c_in}) and `out_channels` ({c_out}) must both "
-            f"be divisible by `groups` ({groups}). Choose a `groups` that divides "
-            "both, e.g. groups=1."
-        )
+        raise conv_groups_error(owner, c_in, c_out, groups)
     dtype = param_dtype(dtype)
     wkey, bkey = jax.random.split(key, 2)
     kernel_size = layer.kernel_size
@@ -102,10 +96,7 @@ def _check_input(layer: Any, x: Array) -> None:
     hint = None
     shape = jnp.shape(x)
     if len(shape) == n + 1 and shape[0] != c and shape[-1] == c:
-        hint = (
-            "Layers take channels first, (C, *spatial): convert a channels-last "
-            "example with `jnp.moveaxis(x, -1, 0)`."
-        )
+        hint = conv_channels_last_hint()
     check_shape(
         layer._subject,
         x,
@@ -135,8 +126,7 @@ def _check_spatial(layer: Any, shape: tuple[int, ...], padding: Any) -> None:
         shape,
         padding,
         _extents(layer),
-        "(dilated) kernel size",
-        "Use a larger input, more padding, or padding='SAME'.",
+        convolution=True,
     )
 
 
@@ -328,20 +318,13 @@ class ConvTranspose(Module):
         stride = ntuple(owner, "stride", stride, n)
         output_padding = ntuple(owner, "output_padding", output_padding, n)
         if any(o >= s for o, s in zip(output_padding, stride, strict=True)):
-            raise ValueError(
-                f"{owner}: `output_padding` must be smaller than `stride` on every "
-                f"axis, but got output_padding={output_padding} and stride={stride}."
-            )
+            raise conv_output_padding_error(owner, output_padding, stride)
         padding = _parse_padding(owner, padding, n)
         mode = _parse_padding_mode(owner, padding_mode, ("ZEROS", "CIRCULAR"))
         if mode == "CIRCULAR" and (
             padding not in ("SAME", "SAME_LOWER") or any(output_padding)
         ):
-            raise ValueError(
-                f"{owner}: padding_mode='CIRCULAR' needs padding='SAME' or "
-                f"'SAME_LOWER' and output_padding=0, but got padding={padding!r} "
-                f"and output_padding={output_padding}."
-            )
+            raise conv_circular_padding_error(owner, padding, output_padding)
         self.num_spatial_dims = n
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -389,11 +372,8 @@ class ConvTranspose(Module):
                 full = (size - 1) * s + d * (k - 1) + 1
                 pad = self.padding
                 pad = pad if isinstance(pad, str) else pad[i]
-                raise ValueError(
-                    f"{self._subject()} got `x` of shape {tuple(shape)}: spatial axis "
-                    f"{i + 1} would have output size {out}, because the padding "
-                    f"{pad!r} trims more than the {full} entries that the transposed "
-                    "convolution produces. Use less padding or a larger input."
+                raise conv_transpose_output_size_error(
+                    self._subject(), tuple(shape), i, out, pad, full
                 )
 
     @jax.named_scope("ecliptic.nn.ConvTranspose")

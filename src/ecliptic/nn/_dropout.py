@@ -9,6 +9,7 @@ from jax import lax
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .._checks import warn_deprecated
+from .._messages import dropout_key_error, dropout_probability_error
 from .._module import Module
 
 
@@ -53,10 +54,7 @@ class Dropout(Module):
             _warn_deterministic()
             inference = deterministic
         if isinstance(p, (int, float)) and not 0 <= p <= 1:
-            raise ValueError(
-                f"ecliptic.nn.Dropout: `p` is the probability of dropping an entry, "
-                f"so it must be in [0, 1], but got p={p}. Use e.g. `Dropout(p=0.1)`."
-            )
+            raise dropout_probability_error(p)
         self.p = p
         self.inference = inference
 
@@ -94,12 +92,7 @@ class Dropout(Module):
         if inference:
             return x
         if key is None:
-            raise RuntimeError(
-                f"ecliptic.nn.Dropout(p={self.p!r}) is in training mode and needs a "
-                "random key, but got key=None. Pass one with `dropout(x, key=key)`, "
-                "or switch it off with `dropout(x, inference=True)` or "
-                "`ecliptic.nn.inference_mode(model)`."
-            )
+            raise dropout_key_error(self.p)
         return _dropout(x, self.p, key)
 
 

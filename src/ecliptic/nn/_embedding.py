@@ -10,8 +10,16 @@ from jax.dtypes import TypePromotionError
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from .._caches import BoundedCache
-from .._checks import check_shape, describe, format_shape
-from .._messages import strict_promotion_error
+from .._checks import check_shape, describe
+from .._messages import (
+    embedding_arguments_error,
+    embedding_index_dtype_error,
+    embedding_negative_size_error,
+    embedding_weight_shape_error,
+    rope_offset_error,
+    rope_size_error,
+    rope_strict_promotion_error,
+)
 from .._module import field, Module
 from ._misc import default_floating_dtype, param_dtype
 
@@ -47,23 +55,13 @@ class Embedding(Module):
         """
         if weight is None:
             if num_embeddings is None or embedding_size is None or key is None:
-                raise ValueError(
-                    "ecliptic.nn.Embedding needs either `num_embeddings`, "
-                    "`embedding_size` and `key`, or a `weight` table, but got "
-                    f"num_embeddings={num_embeddings!r}, embedding_size="
-                    f"{embedding_size!r}, key={'None' if key is None else '...'}. "
-                    "Use `Embedding(num_embeddings=100, embedding_size=16, key=key)` "
-                    "or `Embedding(weight=table)`."
-                )
+                raise embedding_arguments_error(num_embeddings, embedding_size, key)
             for name, n in (
                 ("num_embeddings", num_embeddings),
                 ("embedding_size", embedding_size),
             ):
                 if n < 0:
-                    raise ValueError(
-                        f"ecliptic.nn.Embedding: `{name}` must not be negative, but "
-                        f"got {name}={n}."
-                    )
+                    raise embedding_negative_size_error(name, n)
             dtype = param_dtype(dtype)
             self.weight = jr.normal(key, (num_embeddings, embedding_size), dtype)
         else:
@@ -72,12 +70,7 @@ class Embedding(Module):
             if len(shape) != 2 or any(
                 w is not None and w != s for w, s in zip(want, shape, strict=True)
             ):
-                raise ValueError(
-                    "ecliptic.nn.Embedding expected `weight` of shape "
-                    f"{format_shape(want)}, but got shape {format_shape(shape)}. "
-                    "The table has one row per embedding: pass an array of shape "
-                    "(num_embeddings, embedding_size), or leave out the sizes."
-                )
+                raise embedding_weight_shape_error(want, shape)
             num_embeddings, embedding_size = shape
             self.weight = weight
         self.num_embeddings = num_embeddings
@@ -101,11 +94,7 @@ class Embedding(Module):
         del key
         dtype = jnp.result_type(x)
         if not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(
-                f"{self._subject()} expected an integer index `x`, but got dtype "
-                f"{dtype}. "
-                "Cast it with `x.astype(jnp.int32)`."
-            )
+            raise embedding_index_dtype_error(self._subject(), dtype)
         check_shape(self._subject, jnp.asarray(x), ())
         return self.weight[x]
 
@@ -174,11 +163,7 @@ class RotaryPositionalEmbedding(Module):
 
     def __check_init__(self):
         if self.embedding_size < 0 or self.embedding_size % 2 != 0:
-            raise ValueError(
-                "ecliptic.nn.RotaryPositionalEmbedding: `embedding_size` must be a "
-                "non-negative even number (it rotates pairs of features), but got "
-                f"embedding_size={self.embedding_size}."
-            )
+            raise rope_size_error(self.embedding_size)
 
     @staticmethod
     def rotate_half(x: Float[Array, "seq_length embedding_size"]) -> Array:  # noqa: F722
@@ -229,10 +214,7 @@ class RotaryPositionalEmbedding(Module):
         seq_len = x.shape[0]
         if isinstance(offset, (int, np.integer)) and not isinstance(offset, bool):
             if offset < 0:
-                raise ValueError(
-                    f"{self._subject()} got offset={offset}, but `offset` is the "
-                    "position of the first row and must be >= 0."
-                )
+                raise rope_offset_error(self._subject(), offset)
             # Round the table up to a power of two so that growing sequences (or
             # offsets) reuse it; the values do not depend on the table's length.
             length = 1 << max(int(offset) + seq_len - 1, 0).bit_length()
@@ -255,8 +237,8 @@ class RotaryPositionalEmbedding(Module):
         try:
             dtype = jnp.result_type(x, jnp.dtype(self.dtype))
         except TypePromotionError as e:
-            raise strict_promotion_error(
-                self._subject(), "rotation tables", self.dtype, x.dtype
+            raise rope_strict_promotion_error(
+                self._subject(), self.dtype, x.dtype
             ) from e
         y = x.astype(dtype) * cos.astype(dtype)
         y = y + self.rotate_half(x).astype(dtype) * sin.astype(dtype)

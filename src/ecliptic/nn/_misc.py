@@ -17,6 +17,16 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
+from .._messages import (
+    features_type_error,
+    features_value_error,
+    ntuple_length_error,
+    ntuple_type_error,
+    weight_not_child_error,
+    weight_rank_error,
+    window_too_small_error,
+)
+
 
 # --- dtypes ---------------------------------------------------------------------
 
@@ -89,15 +99,9 @@ def check_features(owner: str, name: str, value: Any) -> int:
     if value == "scalar" and isinstance(value, str):
         return 1
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{owner}: `{name}` must be a non-negative int or the string 'scalar', "
-            f"but got {value!r} of type {type(value).__name__}."
-        )
+        raise features_type_error(owner, name, value)
     if value < 0:
-        raise ValueError(
-            f"{owner}: `{name}` must be a non-negative int or 'scalar', but got "
-            f"{value}. Pass the size of the vector, e.g. `{name}=16`."
-        )
+        raise features_value_error(owner, name, value)
     return value
 
 
@@ -115,17 +119,11 @@ def ntuple(owner: str, name: str, value: Any, n: int) -> tuple[int, ...]:
     """
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != n:
-            raise ValueError(
-                f"{owner}: `{name}` must be an int or a sequence of {n} ints (one "
-                f"per spatial axis), but got {value!r} of length {len(value)}."
-            )
+            raise ntuple_length_error(owner, name, value, n)
         return tuple(int(v) for v in value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return (int(value),) * n
-    raise TypeError(
-        f"{owner}: `{name}` must be an int or a sequence of {n} ints, but got "
-        f"{value!r} of type {type(value).__name__}."
-    )
+    raise ntuple_type_error(owner, name, value, n)
 
 
 def check_windows_fit(
@@ -133,8 +131,8 @@ def check_windows_fit(
     shape: tuple[int, ...],
     pads: Sequence[tuple[int, int]],
     windows: Sequence[int],
-    what: str,
-    fix: str,
+    *,
+    convolution: bool,
 ) -> None:
     """Each spatial axis of an input `(channels, *spatial)`, once padded, must hold
     at least one window (a kernel of a convolution or pooling layer).
@@ -145,17 +143,15 @@ def check_windows_fit(
     - `shape`: the input's shape, channels first.
     - `pads`: one `(low, high)` padding per spatial axis.
     - `windows`: the window size on each spatial axis.
-    - `what`: what the window is called in the message, e.g. `"kernel size"`.
-    - `fix`: the sentence that ends the message, saying what to change.
+    - `convolution`: whether the layer is a convolution (else a pooling layer),
+        which picks the wording of the message.
 
     **Returns:** `None`; raises `ValueError` for the first axis that is too small.
     """
     for i, (size, (lo, hi), k) in enumerate(zip(shape[1:], pads, windows, strict=True)):
         if size + lo + hi < k:
-            raise ValueError(
-                f"{subject()} got `x` of shape {tuple(shape)}: spatial axis {i + 1} "
-                f"has size {size}, padded to {size + lo + hi}, which is smaller than "
-                f"the {what} {k}. {fix}"
+            raise window_too_small_error(
+                subject(), tuple(shape), i, size + lo + hi, k, convolution=convolution
             )
 
 
@@ -195,12 +191,8 @@ def with_attr(node: Any, name: str, value: Any) -> Any:
         else:
             new.append(child)
     if not found:
-        raise ValueError(
-            f"{type(node).__name__} expected `{name}` to be an array field (a pytree "
-            f"child), but it is not among its children "
-            f"{[k.name for k, _ in pairs if isinstance(k, jtu.GetAttrKey)]}. Pass the "
-            "name of an array field, e.g. `weight_name='weight'`."
-        )
+        names = [k.name for k, _ in pairs if isinstance(k, jtu.GetAttrKey)]
+        raise weight_not_child_error(node, name, names)
     return jtu.tree_unflatten(treedef, new)
 
 
@@ -218,14 +210,5 @@ def matrix_weight(layer: Any, weight_name: str, subject: str, min_ndim: int) -> 
     """
     weight = getattr(layer, weight_name, None)
     if not hasattr(weight, "ndim") or weight.ndim < min_ndim:  # pyright: ignore
-        got = (
-            f"shape {tuple(weight.shape)}"  # pyright: ignore
-            if hasattr(weight, "shape")
-            else f"an object of type {type(weight).__name__}"
-        )
-        raise ValueError(
-            f"{subject} expected `layer.{weight_name}` to be an array with at least "
-            f"{min_ndim} axes, but got {got}. Pass the name of the layer's weight "
-            "matrix, e.g. `weight_name='weight'`."
-        )
+        raise weight_rank_error(subject, weight_name, min_ndim, weight)
     return weight  # pyright: ignore

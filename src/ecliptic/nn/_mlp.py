@@ -15,6 +15,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
 from .._filters import is_array
+from .._messages import mlp_size_error
 from .._module import field, Module
 from .._vmap_pmap import filter_vmap
 from ._linear import Linear
@@ -103,10 +104,7 @@ class MLP(Module):
         check_features("ecliptic.nn.MLP", "out_size", out_size)
         for name, n in (("width_size", width_size), ("depth", depth)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise ValueError(
-                    f"ecliptic.nn.MLP: `{name}` must be a non-negative int, but got "
-                    f"{name}={n!r}."
-                )
+                raise mlp_size_error(name, n)
         dtype = param_dtype(dtype)
         keys = jr.split(key, depth + 1)
         if depth == 0:

@@ -12,6 +12,12 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe, warn_deprecated
+from .._messages import (
+    channels_first_hint,
+    group_norm_channels_error,
+    group_norm_divisibility_error,
+    group_norm_input_error,
+)
 from .._module import field, Module
 from ._misc import compute_dtype, param_dtype
 from ._stateful import missing_state, State
@@ -210,18 +216,9 @@ class GroupNorm(Module):
             64-bit mode).
         """
         if channels is not None and channels % groups != 0:
-            raise ValueError(
-                f"ecliptic.nn.GroupNorm(groups={groups}, channels={channels}) expected "
-                f"`groups` to divide `channels`, but {channels} % {groups} = "
-                f"{channels % groups}. Choose a number of groups that divides "
-                f"{channels}."
-            )
+            raise group_norm_divisibility_error(groups, channels)
         if channels is None and channelwise_affine:
-            raise ValueError(
-                f"ecliptic.nn.GroupNorm(groups={groups}) expected `channels` when "
-                "`channelwise_affine=True` (to size its weight and bias), but got "
-                "channels=None. Pass `channels=...`, or `channelwise_affine=False`."
-            )
+            raise group_norm_channels_error(groups)
         self.groups = groups
         self.channels = channels
         self.eps = eps
@@ -238,15 +235,10 @@ class GroupNorm(Module):
             x,
             expected,
             axis_names=[f"channels={self.channels}"] + [None] * (len(expected) - 1),
-            hint="The input is `(channels, *spatial)`: map over batch axes with "
-            "`jax.vmap`.",
+            hint=channels_first_hint(),
         )
         if x.shape[0] % self.groups != 0:
-            raise ValueError(
-                f"{subject} expected `x` whose axis 0 (channels) is divisible by "
-                f"groups={self.groups}, but got shape {tuple(x.shape)}. The input is "
-                "`(channels, *spatial)`: map over batch axes with `jax.vmap`."
-            )
+            raise group_norm_input_error(subject, self.groups, tuple(x.shape))
 
     def __call__(
         self, x: Array, state: State = missing_state, *, key: PRNGKeyArray | None = None

@@ -13,6 +13,12 @@ from jax import lax
 from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
+from .._messages import (
+    adaptive_pool_input_error,
+    adaptive_pool_target_error,
+    pool_padding_error,
+    pool_padding_too_large_error,
+)
 from .._module import field, Module
 from ._misc import check_windows_fit, ntuple, owner_name
 
@@ -25,10 +31,7 @@ def _pool_padding(owner: str, padding: Any, n: int) -> tuple[tuple[int, int], ..
             return tuple((int(lo), int(hi)) for lo, hi in padding)
         if all(isinstance(p, (int, np.integer)) for p in padding):
             return tuple((int(p), int(p)) for p in padding)
-    raise ValueError(
-        f"{owner}: `padding` must be an int, or a sequence of {n} ints or (low, high) "
-        f"pairs (one per spatial axis), but got {padding!r}."
-    )
+    raise pool_padding_error(owner, padding, n)
 
 
 class Pool(Module):
@@ -82,18 +85,18 @@ class Pool(Module):
         self.stride = ntuple(owner, "stride", stride, num_spatial_dims)
         self.padding = _pool_padding(owner, padding, num_spatial_dims)
         self.use_ceil = use_ceil
-        self._check_padding(self.padding, "`padding`")
+        self._check_padding(self.padding, ceil=False)
 
     def _subject(self) -> str:
         return describe(self, kernel_size=self.kernel_size, stride=self.stride)
 
-    def _check_padding(self, padding: tuple[tuple[int, int], ...], what: str) -> None:
+    def _check_padding(
+        self, padding: tuple[tuple[int, int], ...], *, ceil: bool
+    ) -> None:
         for (lo, hi), k in zip(padding, self.kernel_size, strict=True):
             if max(lo, hi) > k:
-                raise ValueError(
-                    f"{self._subject()}: {what} {(lo, hi)} is larger than the kernel "
-                    f"size {k}, so some windows would hold only padding. Use padding "
-                    f"<= kernel_size."
+                raise pool_padding_too_large_error(
+                    self._subject(), (lo, hi), k, ceil=ceil
                 )
 
     def _ceil_padding(self, spatial: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
@@ -119,14 +122,13 @@ class Pool(Module):
         padding = self.padding
         if self.use_ceil:
             padding = self._ceil_padding(x.shape[1:])
-            self._check_padding(padding, "with use_ceil=True, the padding")
+            self._check_padding(padding, ceil=True)
         check_windows_fit(
             self._subject,
             x.shape,
             padding,
             self.kernel_size,
-            "kernel size",
-            "Use a larger input or more padding.",
+            convolution=False,
         )
         return lax.reduce_window(
             x,
@@ -381,10 +383,7 @@ class AdaptivePool(Module):
             owner, "target_shape", target_shape, num_spatial_dims
         )
         if any(t < 1 for t in self.target_shape):
-            raise ValueError(
-                f"{owner}: every entry of `target_shape` must be at least 1, but got "
-                f"{self.target_shape}."
-            )
+            raise adaptive_pool_target_error(owner, self.target_shape)
         self.operation = operation
 
     def _subject(self) -> str:
@@ -404,10 +403,8 @@ class AdaptivePool(Module):
         n = len(self.target_shape)
         check_shape(self._subject, x, ("channels",) + (None,) * n)
         if any(s < t for s, t in zip(x.shape[1:], self.target_shape, strict=True)):
-            raise ValueError(
-                f"{self._subject()} got `x` of shape {tuple(x.shape)}, but every "
-                f"spatial size must be at least the target size {self.target_shape}. "
-                "Use a smaller target_shape or a larger input."
+            raise adaptive_pool_input_error(
+                self._subject(), tuple(x.shape), self.target_shape
             )
         for axis, target in enumerate(self.target_shape, start=1):
             x = jnp.moveaxis(x, axis, -1)

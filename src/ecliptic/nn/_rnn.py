@@ -13,14 +13,9 @@ import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
+from .._messages import lstm_hidden_error, rnn_scan_hint
 from .._module import field, Module
 from ._misc import default_init, param_dtype
-
-
-_SCAN_HINT = (
-    "A cell takes one time step of one example: scan over time with "
-    "`jax.lax.scan` and map over the batch with `jax.vmap(cell)(input, hidden)`."
-)
 
 
 class GRUCell(Module):
@@ -87,7 +82,7 @@ class GRUCell(Module):
         subject = describe(
             self, input_size=self.input_size, hidden_size=self.hidden_size
         )
-        names = dict(call="cell", hint=_SCAN_HINT)
+        names = dict(call="cell", hint=rnn_scan_hint())
         check_shape(subject, input, (self.input_size,), name="input", **names)
         check_shape(subject, hidden, (self.hidden_size,), name="hidden", **names)
         with jax.named_scope("ecliptic.nn.GRUCell"):
@@ -168,13 +163,9 @@ class LSTMCell(Module):
             self, input_size=self.input_size, hidden_size=self.hidden_size
         )
         if not (isinstance(hidden, (tuple, list)) and len(hidden) == 2):
-            raise TypeError(
-                f"{subject} expected `hidden` to be a pair `(h, c)` of arrays, but "
-                f"got an object of type {type(hidden).__name__}. Pass "
-                "`(jnp.zeros(hidden_size), jnp.zeros(hidden_size))` to start."
-            )
+            raise lstm_hidden_error(subject, hidden)
         h, c = hidden
-        names = dict(call="cell", hint=_SCAN_HINT)
+        names = dict(call="cell", hint=rnn_scan_hint())
         check_shape(subject, input, (self.input_size,), name="input", **names)
         check_shape(subject, h, (self.hidden_size,), name="h", **names)
         check_shape(subject, c, (self.hidden_size,), name="c", **names)

@@ -10,6 +10,7 @@ import jax
 import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
+from .._messages import sequential_index_error
 from .._module import Module
 from ._stateful import missing_state, State, StatefulLayer
 
@@ -77,11 +78,7 @@ class Sequential(StatefulLayer):
         try:
             index = operator.index(i)
         except TypeError:
-            raise TypeError(
-                "ecliptic.nn.Sequential expected an int or a slice as index, but got "
-                f"an object of type {type(i).__name__}. Use e.g. `seq[0]` or "
-                "`seq[1:]`."
-            ) from None
+            raise sequential_index_error(i) from None
         return self.layers[index]
 
     def __iter__(self) -> Iterator[Any]:

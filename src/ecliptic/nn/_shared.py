@@ -7,7 +7,7 @@ from typing import Any
 
 import jax.tree_util as jtu
 
-from .._messages import describe_tree
+from .._messages import shared_structure_error
 from .._module import Module
 from .._tree import tree_at
 
@@ -77,14 +77,7 @@ class Shared(Module):
         source = get(pytree)
         dest = where(pytree)
         if not _struct_equal(source, dest):
-            raise ValueError(
-                "ecliptic.nn.Shared expected `get(pytree)` and `where(pytree)` to have "
-                "the same pytree structure, shapes and dtypes, but got "
-                f"get(pytree) = {describe_tree(source)} and where(pytree) = "
-                f"{describe_tree(dest)}. Make `get` "
-                "return a value shaped like the node it replaces (transpose or "
-                "reshape it inside `get` if needed)."
-            )
+            raise shared_structure_error(source, dest)
         self.pytree = tree_at(where, pytree, replace_fn=lambda _: SharedNode())
         self.where = where
         self.get = get

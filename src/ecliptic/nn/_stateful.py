@@ -18,7 +18,16 @@ from typing import Any, Generic, TypeVar
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
-from .._messages import describe_tree, missing_state_index_message
+from .._messages import (
+    missing_state_index_message,
+    stale_state_error,
+    state_deleted_init_error,
+    state_index_init_error,
+    state_index_type_error,
+    state_set_structure_error,
+    state_update_keys_error,
+    state_update_type_error,
+)
 from .._module import field, Module
 from .._tree import same_shapes
 
@@ -66,11 +75,7 @@ class StateIndex(Module, Generic[_Value]):
         - `init`: the initial value of the state: a pytree of arrays (any shape).
         """
         if isinstance(init, (types.FunctionType, types.BuiltinFunctionType)):
-            raise ValueError(
-                "ecliptic.nn.StateIndex(init) expected the initial value of the state "
-                f"(a pytree of arrays), but got the function {init!r}. Pass the value "
-                "itself, e.g. `StateIndex(jnp.zeros(3))`, not a function that makes it."
-            )
+            raise state_index_init_error(init)
         self.marker = object()
         self.init = init
 
@@ -79,22 +84,9 @@ def _is_index(x: Any) -> bool:
     return isinstance(x, StateIndex)
 
 
-_OLD_STATE_MESSAGE = (
-    "ecliptic.nn.State: this State is out of date. `state.set(...)` and "
-    "`state.update(...)` return a new State and invalidate the one they were called "
-    "on. Use the State they returned, e.g. `x, state = layer(x, state)`, then pass "
-    "that `state` on. To keep an old State on purpose, clone it first: "
-    "`state_copy = jax.tree_util.tree_map(lambda x: x, state)`."
-)
-
-
 def _check_index(item: Any, method: str) -> None:
     if type(item) is not StateIndex:
-        raise TypeError(
-            f"ecliptic.nn.State.{method} expected an `ecliptic.nn.StateIndex`, but "
-            f"got an object of type {type(item).__name__}. Pass the layer's "
-            "StateIndex field, e.g. `state.get(self.index)`."
-        )
+        raise state_index_type_error(method, item)
 
 
 class State:
@@ -117,13 +109,7 @@ class State:
         for leaf in jtu.tree_leaves(model, is_leaf=_is_index):
             if _is_index(leaf):
                 if isinstance(leaf.init, _DeletedInit):
-                    raise ValueError(
-                        "ecliptic.nn.State(model) expected a model that still holds "
-                        "its initial states, but the model's initial states were "
-                        "already deleted (by `make_with_state` or "
-                        "`delete_init_state`). Build model and state together with "
-                        "`model, state = ecliptic.nn.make_with_state(Model)(...)`."
-                    )
+                    raise state_deleted_init_error()
                 state[leaf.marker] = jtu.tree_map(jnp.asarray, leaf.init)
         self._state: dict[Any, Any] | None = state
 
@@ -135,7 +121,7 @@ class State:
 
     def _live(self) -> dict[Any, Any]:
         if self._state is None:
-            raise ValueError(_OLD_STATE_MESSAGE)
+            raise stale_state_error()
         return self._state
 
     def get(self, item: StateIndex[_Value]) -> _Value:
@@ -178,14 +164,7 @@ class State:
             ) from None
         value = jtu.tree_map(jnp.asarray, value)
         if not same_shapes(old, value):
-            raise ValueError(
-                "ecliptic.nn.State.set expected a new value with the same pytree "
-                "structure, shapes and dtypes as the old value "
-                f"(structure {describe_tree(old)}), but got structure "
-                f"{describe_tree(value)}. "
-                "Cast or reshape the new value to match, e.g. "
-                "`value.astype(old.dtype)`."
-            )
+            raise state_set_structure_error(old, value)
         new = dict(state)
         new[item.marker] = value
         self._state = None
@@ -224,20 +203,11 @@ class State:
         """
         state = self._live()
         if type(substate) is not State:
-            raise TypeError(
-                "ecliptic.nn.State.update expected an `ecliptic.nn.State`, but got "
-                f"an object of type {type(substate).__name__}. Pass a State made by "
-                "`state.substate(submodel)`."
-            )
+            raise state_update_type_error(substate)
         sub = substate._live()
         extra = [k for k in sub if k not in state]
         if extra:
-            raise ValueError(
-                "ecliptic.nn.State.update expected a substate whose keys are a subset "
-                f"of this State's {len(state)} keys, but got {len(extra)} unknown "
-                f"key(s), e.g. {extra[0]!r}. Build the substate with "
-                "`state.substate(submodel)` from this State."
-            )
+            raise state_update_keys_error(len(state), extra)
         new = dict(state)
         new.update(sub)
         self._state = None

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
+from .._messages import weight_norm_axis_error
 from .._module import field, Module
 from ._misc import matrix_weight, with_attr
 
@@ -51,11 +52,7 @@ class WeightNorm(Module, Generic[_Layer]):
         subject = f"ecliptic.nn.WeightNorm(weight_name={weight_name!r}, axis={axis})"
         weight = matrix_weight(layer, weight_name, subject, 1)
         if axis is not None and not -weight.ndim <= axis < weight.ndim:
-            raise ValueError(
-                f"{subject} expected `axis` in [-{weight.ndim}, {weight.ndim}) for a "
-                f"weight of shape {tuple(weight.shape)}, but got axis={axis}. Pass "
-                "axis=0 (one norm per output feature) or axis=None."
-            )
+            raise weight_norm_axis_error(subject, weight, axis)
         self.layer = layer
         self.weight_name = weight_name
         self.axis = axis

@@ -32,6 +32,7 @@ _X = TypeVar("_X")
 _Y = TypeVar("_Y")
 _Node = Any
 _KINDS = ("lax", "checkpointed", "bounded")
+_SCAN_KINDS = ("lax", "checkpointed")
 
 
 def _as_count(value: Any) -> int | None:
@@ -173,7 +174,7 @@ def scan(
     if kind == "lax":
         return lax.scan(f, init, xs, length)
     if kind != "checkpointed":
-        raise unknown_kind_error(kind, ("lax", "checkpointed"))
+        raise unknown_kind_error(kind, _SCAN_KINDS)
     lengths = {jnp.shape(x)[0] for x in jtu.tree_leaves(xs)}
     if length is not None:
         lengths.add(length)
