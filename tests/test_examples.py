@@ -181,6 +181,10 @@ DOC_PAGES = [
     "docs/all_of_ecliptic.md",
     "docs/faq.md",
     "docs/from_pytorch.md",
+    "docs/handling_errors.md",
+    "docs/internal.md",
+    "docs/conveniences.md",
+    "docs/lora.md",
 ]
 CODE_BLOCK = re.compile(r"(<!-- skip-snippet -->\n)?```python\n(.*?)```", re.DOTALL)
 

@@ -39,6 +39,7 @@ from ._filters import (
     is_inexact_array_like as is_inexact_array_like,
     partition as partition,
 )
+from ._leading import vmap_leading as vmap_leading
 from ._make_jaxpr import filter_make_jaxpr as filter_make_jaxpr
 from ._module import (
     AbstractClassVar as AbstractClassVar,
@@ -60,6 +61,11 @@ from ._serialisation import (
     tree_serialise_leaves as tree_serialise_leaves,
 )
 from ._sharding import filter_shard as filter_shard
+from ._summary import (
+    SummaryRow as SummaryRow,
+    tree_summary as tree_summary,
+    TreeSummary as TreeSummary,
+)
 from ._tree import (
     tree_at as tree_at,
     tree_check as tree_check,

@@ -418,8 +418,11 @@ def shape_error(
             sizes = "sizes " + ", ".join(str(s) for s in shape[:n_extra])
         msg += (
             f" Layers act on a single example: map over {where} with "
-            f"`{vmap_fix(n_extra, call, name)}` ({sizes})."
+            f"`{vmap_fix(n_extra, call, name)}` ({sizes})"
         )
+        if n_extra > 1:
+            msg += f", or `ecliptic.vmap_leading({call}, {n_extra})({name})`"
+        msg += "."
     elif n_extra == 0:
         details = _wrong_axes(shape, expected, axis_names)
         msg += " " + _sentence("; ".join(details)) + "."

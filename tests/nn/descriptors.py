@@ -347,4 +347,13 @@ ROWS += [
         wrong_input=_normal((2, 4)),
         wrong_match=r"expected `x` of shape \(4,\)",
     ),
+    Descriptor(
+        name="LoRA",
+        make=lambda key, dtype: _nn().LoRA(
+            _nn().Linear(4, 3, dtype=dtype, key=key), 2, key=key
+        ),
+        inputs=_normal((4,)),
+        wrong_input=_normal((2, 4)),
+        wrong_match=r"expected `x` of shape \(4,\)",
+    ),
 ]

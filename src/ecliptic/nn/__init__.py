@@ -22,6 +22,12 @@ from ._embedding import (
 )
 from ._inference import inference_mode as inference_mode
 from ._linear import Identity as Identity, Linear as Linear
+from ._lora import (
+    add_lora as add_lora,
+    LoRA as LoRA,
+    lora_filter as lora_filter,
+    merge_lora as merge_lora,
+)
 from ._mlp import MLP as MLP
 from ._normalisation import (
     GroupNorm as GroupNorm,
