@@ -199,3 +199,20 @@ def test_multiple_inheritance_numbers_first_base_first():
     values = [int(getattr(Both, n)._value) for n in ("ok", "bad", "other", "own")]
     assert values == list(range(4))
     assert Both[Both.promote(Other.other)] == "other"
+
+
+def test_where_needs_a_boolean_scalar():
+    for pred in (jnp.array(1), jnp.array(1.0), jnp.array([True, False]), 1):
+        with pytest.raises(ValueError, match="boolean scalar"):
+            Status.where(pred, Status.ok, Status.bad)
+    assert Status.where(jnp.array(True), Status.ok, Status.bad) == Status.ok
+    assert Status.where(np.bool_(False), Status.ok, Status.bad) == Status.bad
+    batched = jax.vmap(lambda p: Status.where(p, Status.ok, Status.bad))
+    ok, bad = Status[Status.ok], Status[Status.bad]
+    assert Status[batched(jnp.array([True, False]))] == str(np.array([ok, bad]))
+
+
+@pytest.mark.parametrize("name", ["promote", "where"])
+def test_items_may_not_take_a_method_name(name):
+    with pytest.raises(ValueError, match=f"cannot have an item named `{name}`"):
+        type(eqx.Enumeration)("Bad", (eqx.Enumeration,), {name: "a message"})

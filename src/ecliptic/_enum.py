@@ -20,7 +20,9 @@ from ._messages import (
     enumeration_message_type_error,
     enumeration_no_item_error,
     enumeration_promote_error,
+    enumeration_reserved_name_error,
     enumeration_where_error,
+    enumeration_where_pred_error,
 )
 from ._module import field, Module
 
@@ -140,6 +142,8 @@ class _EnumerationMeta(type):
             if key.startswith("__") and key.endswith("__"):
                 continue
             if key in ("promote", "where"):
+                if isinstance(value, str):
+                    raise enumeration_reserved_name_error(name, key)
                 continue
             if not isinstance(value, str):
                 raise enumeration_message_type_error(name, key, value)
@@ -230,6 +234,9 @@ class Enumeration(metaclass=_EnumerationMeta):
         for item in (a, b):
             if not isinstance(item, EnumerationItem) or item._enumeration is not cls:
                 raise enumeration_where_error(cls.__qualname__, item)
+        p = pred if isinstance(pred, (jax.Array, np.ndarray)) else np.asarray(pred)
+        if p.shape != () or p.dtype != np.bool_:
+            raise enumeration_where_pred_error(cls.__qualname__, p.shape, p.dtype)
         if a._value is b._value:
             return a  # nothing to select: no operation is staged
         with jax.ensure_compile_time_eval():

@@ -417,6 +417,24 @@ def enumeration_where_error(qualname: str, item: Any) -> ValueError:
     )
 
 
+def enumeration_where_pred_error(qualname: str, shape: Any, dtype: Any) -> ValueError:
+    """The error for `Enumeration.where(pred, a, b)` with a `pred` that is not a
+    boolean scalar."""
+    return ValueError(
+        f"{qualname}.where(pred, a, b) needs `pred` to be a boolean scalar, but got "
+        f"shape {tuple(shape)} and dtype {dtype}. Compare to get one (`x > 0`), and "
+        "reduce a batch first (`jnp.any(...)`) or map `where` with `jax.vmap`."
+    )
+
+
+def enumeration_reserved_name_error(name: str, key: str) -> ValueError:
+    """The error for an enumeration item named like one of the class's methods."""
+    return ValueError(
+        f"Enumeration {name} cannot have an item named `{key}`: the name belongs to "
+        f"the method `{name}.{key}`. Rename the item, e.g. `{key}_`."
+    )
+
+
 def enumeration_promote_error(qualname: str, item: Any) -> ValueError:
     """The error for `Enumeration.promote(item)` with an `item` that is not an item
     of a parent enumeration."""
