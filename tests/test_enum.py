@@ -216,3 +216,12 @@ def test_where_needs_a_boolean_scalar():
 def test_items_may_not_take_a_method_name(name):
     with pytest.raises(ValueError, match=f"cannot have an item named `{name}`"):
         type(eqx.Enumeration)("Bad", (eqx.Enumeration,), {name: "a message"})
+
+
+def test_isinstance_is_exactly_this_enumeration():
+    class Child(Status):
+        extra = "extra"
+
+    assert isinstance(Status.ok, Status) and isinstance(Child.extra, Child)
+    assert not isinstance(Child.ok, Status)  # as `Status[Child.ok]` refuses it
+    assert not isinstance(Status.ok, Child) and not isinstance("ok", Status)

@@ -186,9 +186,9 @@ class _EnumerationMeta(type):
         return iter(cls._items.values())
 
     def __instancecheck__(cls, instance: Any) -> bool:
-        return isinstance(instance, EnumerationItem) and issubclass(
-            instance._enumeration, cls
-        )
+        # Exactly this enumeration's items, as `cls[item]` accepts (an item of a
+        # subclass must be looked up in that subclass), as in Equinox.
+        return isinstance(instance, EnumerationItem) and instance._enumeration is cls
 
 
 class Enumeration(metaclass=_EnumerationMeta):
