@@ -5,8 +5,14 @@ accuracy, saves a checkpoint with `eqx.tree_serialise_leaves`, loads it into a f
 model and checks the predictions are identical, and writes a PNG of the training
 curves.
 
+With `--precision bfloat16` or `--precision float16` the model is wrapped in
+`eqx.MixedPrecision`: float32 master weights for optax, the CNN run in the half
+precision; float16 adds a `DynamicLossScale` and skips the steps whose gradients
+overflow.
+
     python examples/digits.py                 # the demo (`make demo`)
     python examples/digits.py --epochs 2 --out-dir /tmp/digits
+    python examples/digits.py --precision bfloat16
 """
 
 # ruff: noqa: F722  (jaxtyping shape strings)
@@ -57,6 +63,14 @@ class CNN(eqx.Module):
         return self.output(x)
 
 
+def build_model(key: PRNGKeyArray, precision: str) -> eqx.Module:
+    """The CNN, wrapped in `eqx.MixedPrecision` for a half-precision `precision`."""
+    model = CNN(key=key)
+    if precision == "float32":
+        return model
+    return eqx.MixedPrecision(model, eqx.Policy(compute_dtype=precision))
+
+
 def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Returns `(x_train, y_train, x_test, y_test)`: images `(N, 1, 8, 8)` in [0, 1]
     and integer labels `(N,)`, with a stratified 80/20 split."""
@@ -104,19 +118,49 @@ def random_shift(
 
 
 def make_step(optim: optax.GradientTransformation):
+    """One training step for every precision: the loss is multiplied by the loss
+    scale before differentiating (`eqx.NoLossScale` does nothing), the gradients are
+    divided by it, and a step whose gradients are not finite changes neither the
+    model nor the optimiser state (only the loss scale, which it halves)."""
+
     @eqx.filter_jit
-    def step(model, opt_state, x, y, key):
+    def step(model, opt_state, loss_scale, x, y, key):
         x = random_shift(x, key)
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(model, x, y)
+
+        def scaled_loss(model, x, y):
+            loss = loss_fn(model, x, y)
+            return loss_scale.scale_loss(loss), loss
+
+        grads, loss = eqx.filter_grad(scaled_loss, has_aux=True)(model, x, y)
+        grads = loss_scale.unscale(grads)
+        finite = eqx.all_finite(grads)
         params = eqx.filter(model, eqx.is_inexact_array)
-        updates, opt_state = optim.update(grads, opt_state, params)
-        return eqx.apply_updates(model, updates), opt_state, loss
+        updates, new_opt_state = optim.update(grads, opt_state, params)
+        new_model = eqx.apply_updates(model, updates)
+
+        def keep(new, old):  # the old value on a skipped step
+            return jnp.where(finite, new, old) if eqx.is_array(new) else new
+
+        new = (new_model, new_opt_state)
+        model, opt_state = jax.tree.map(keep, new, (model, opt_state))
+        return model, opt_state, loss_scale.adjust(finite), loss, finite
 
     return step
 
 
-def train(model, data, *, epochs: int, batch_size: int, lr: float, seed: int):
-    """Trains `model`; returns it with a history dict of per-epoch curves."""
+def train(
+    model,
+    data,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    loss_scale=None,
+):
+    """Trains `model`; returns it with a history dict of per-epoch curves (and, under
+    `"skipped"` and `"loss_scale"`, the number of skipped steps and the last scale).
+    """
     from tqdm import tqdm
 
     x_tr, y_tr, x_te, y_te = data
@@ -125,6 +169,8 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float, seed: int):
     optim = optax.adamw(schedule, weight_decay=1e-4)
     opt_state = optim.init(eqx.filter(model, eqx.is_inexact_array))
     step = make_step(optim)
+    loss_scale = eqx.NoLossScale() if loss_scale is None else loss_scale
+    finites = []
     rng = np.random.default_rng(seed)
     key = jr.PRNGKey(seed + 2)
     history = {"loss": [], "train_acc": [], "test_acc": []}
@@ -135,10 +181,11 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float, seed: int):
         for b in range(n_batches):
             idx = perm[b * batch_size : (b + 1) * batch_size]
             key, subkey = jr.split(key)
-            model, opt_state, loss = step(
-                model, opt_state, x_tr[idx], y_tr[idx], subkey
+            model, opt_state, loss_scale, loss, finite = step(
+                model, opt_state, loss_scale, x_tr[idx], y_tr[idx], subkey
             )
             losses.append(loss)
+            finites.append(finite)
         history["loss"].append(float(jnp.mean(jnp.stack(losses))))
         history["train_acc"].append(float(accuracy(model, x_tr, y_tr)))
         history["test_acc"].append(float(accuracy(model, x_te, y_te)))
@@ -147,13 +194,21 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float, seed: int):
             train_acc=f"{history['train_acc'][-1]:.3f}",
             test_acc=f"{history['test_acc'][-1]:.3f}",
         )
+    history["skipped"] = int(np.sum(~np.asarray(finites)))
+    history["loss_scale"] = float(loss_scale.scale)
     return model, history
 
 
-def check_checkpoint(model: CNN, x: np.ndarray, path: pathlib.Path, seed: int) -> None:
+def check_checkpoint(
+    model: eqx.Module,
+    x: np.ndarray,
+    path: pathlib.Path,
+    seed: int,
+    precision: str = "float32",
+) -> None:
     """Saves `model`, loads it into a freshly built model and checks predictions."""
     eqx.tree_serialise_leaves(path, model)
-    fresh = CNN(key=jr.PRNGKey(seed + 1))  # different weights until loaded
+    fresh = build_model(jr.PRNGKey(seed + 1), precision)  # other weights until loaded
     loaded = eqx.tree_deserialise_leaves(path, fresh)
     before, after = predict(model, x), predict(loaded, x)
     if not bool(jnp.array_equal(before, after)):
@@ -195,6 +250,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="where the checkpoint and the PNG go (default: demo_output/)",
     )
     parser.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="compute dtype; bfloat16 and float16 keep float32 master weights "
+        "(eqx.MixedPrecision), float16 with dynamic loss scaling (default: float32)",
+    )
+    parser.add_argument(
         "--tiny", action="store_true", help="smoke test: 1 epoch, no accuracy target"
     )
     return parser.parse_args(argv)
@@ -206,7 +268,8 @@ def main(argv=None) -> float:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     data = load_data(args.seed)
-    model = CNN(key=jr.PRNGKey(args.seed))
+    model = build_model(jr.PRNGKey(args.seed), args.precision)
+    half = args.precision == "float16"
     model, history = train(
         model,
         data,
@@ -214,6 +277,7 @@ def main(argv=None) -> float:
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
+        loss_scale=eqx.DynamicLossScale() if half else eqx.NoLossScale(),
     )
     seconds = time.perf_counter() - start
     test_acc = history["test_acc"][-1]
@@ -221,7 +285,14 @@ def main(argv=None) -> float:
         f"held-out accuracy: {test_acc:.4f} on {len(data[3])} images "
         f"({epochs} epochs, {seconds:.1f} s)"
     )
-    check_checkpoint(model, data[2], args.out_dir / "digits.eqx", args.seed)
+    if args.precision != "float32":
+        print(
+            f"mixed precision: {args.precision} compute, float32 master weights; "
+            f"{history['skipped']} steps skipped, final loss scale "
+            f"{history['loss_scale']:g}"
+        )
+    checkpoint = args.out_dir / "digits.eqx"
+    check_checkpoint(model, data[2], checkpoint, args.seed, args.precision)
     plot_curves(history, args.out_dir / "digits_curves.png")
     return test_acc
 

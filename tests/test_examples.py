@@ -185,6 +185,10 @@ DOC_PAGES = [
     "docs/internal.md",
     "docs/conveniences.md",
     "docs/lora.md",
+    "docs/mixed_precision.md",
+    "docs/recurrent.md",
+    "docs/stacks.md",
+    "docs/decoding.md",
 ]
 CODE_BLOCK = re.compile(r"(<!-- skip-snippet -->\n)?```python\n(.*?)```", re.DOTALL)
 
@@ -232,3 +236,20 @@ def test_docs_quote_the_real_shape_errors(page, make_error):
         make_error()
     message = _normalise(str(exc.value))
     assert message in _normalise((REPO / page).read_text()), message
+
+
+def test_digits_float16_tiny(tmp_path):
+    """The demo in float16 mixed precision, with a dynamic loss scale."""
+    out = run(
+        "digits.py", "--tiny", "--precision", "float16", "--out-dir", str(tmp_path)
+    )
+    acc = float(re.search(r"held-out accuracy: ([0-9.]+)", out).group(1))
+    assert 0.0 <= acc <= 1.0
+    line = re.search(
+        r"mixed precision: float16 compute, float32 master weights; (\d+) steps "
+        r"skipped, final loss scale ([0-9.e+]+)",
+        out,
+    )
+    assert line, out
+    assert float(line.group(2)) >= 1.0
+    assert "predictions identical" in out

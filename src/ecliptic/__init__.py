@@ -51,6 +51,13 @@ from ._module import (
     static_field as static_field,
     StrictConfig as StrictConfig,
 )
+from ._precision import (
+    all_finite as all_finite,
+    DynamicLossScale as DynamicLossScale,
+    MixedPrecision as MixedPrecision,
+    NoLossScale as NoLossScale,
+    Policy as Policy,
+)
 from ._pretty_print import tree_pformat as tree_pformat, tree_pprint as tree_pprint
 from ._serialisation import (
     default_deserialise_filter_spec as default_deserialise_filter_spec,

@@ -247,6 +247,14 @@ def _call_with_cloned_state(layer, *args, **kwargs):
     return layer(*inputs, jtu.tree_map(lambda x: x, state), **kwargs)
 
 
+def _call_attention_with_cache(layer, query, key_, value, state, **kwargs):
+    """Calls an attention layer with a KV cache on a clone of its `state` (the
+    last argument), passed as `state=`."""
+    import jax.tree_util as jtu
+
+    return layer(query, key_, value, state=jtu.tree_map(lambda x: x, state), **kwargs)
+
+
 def _nn():
     import ecliptic.nn as nn
 
@@ -314,6 +322,27 @@ ROWS += [
         wrong_match=r"expected `value` of shape \(6, 5\), but got shape \(2, 6, 5\)",
     ),
     Descriptor(
+        name="MultiheadAttention-causal-gqa",
+        make=lambda key, dtype: _nn().MultiheadAttention(
+            4, 8, num_kv_heads=2, is_causal=True, dtype=dtype, key=key
+        ),
+        inputs=_normal((4, 8), (6, 8), (6, 8)),
+        wrong_input=_normal((2, 4, 8), (6, 8), (6, 8)),
+        wrong_match=r"expected `query` of shape \(q_seq, 8\), but got shape "
+        r"\(2, 4, 8\)",
+    ),
+    Descriptor(
+        name="MultiheadAttention-kv-cache",
+        make=lambda key, dtype: _nn().MultiheadAttention(
+            4, 8, num_kv_heads=1, is_causal=True, kv_cache_size=6, dtype=dtype, key=key
+        ),
+        inputs=_normal((4, 8), (4, 8), (4, 8)),
+        stateful=True,
+        call=_call_attention_with_cache,
+        wrong_input=_normal((4, 8), (5, 8), (5, 8)),
+        wrong_match=r"expected `key_` of shape \(4, 8\), but got shape \(5, 8\)",
+    ),
+    Descriptor(
         name="GRUCell",
         make=lambda key, dtype: _nn().GRUCell(3, 4, dtype=dtype, key=key),
         inputs=_normal((3,), (4,)),
@@ -355,5 +384,50 @@ ROWS += [
         inputs=_normal((4,)),
         wrong_input=_normal((2, 4)),
         wrong_match=r"expected `x` of shape \(4,\)",
+    ),
+    Descriptor(
+        name="RNN[GRUCell]",
+        make=lambda key, dtype: _nn().RNN(_nn().GRUCell(3, 4, dtype=dtype, key=key)),
+        inputs=_normal((5, 3)),
+        wrong_input=_normal((2, 5, 3)),
+        wrong_match=r"expected `xs` of shape \(length, 3\), but got shape \(2, 5, 3\)",
+    ),
+    Descriptor(
+        name="RNN[LSTMCell,reverse,length]",
+        make=lambda key, dtype: _nn().RNN(
+            _nn().LSTMCell(3, 4, dtype=dtype, key=key), reverse=True
+        ),
+        inputs=_normal((5, 3)),
+        call=lambda layer, xs, **kw: layer(xs, length=3, **kw),
+        wrong_input=_normal((2, 5, 3)),
+        wrong_match=r"expected `xs` of shape \(length, 3\), but got shape \(2, 5, 3\)",
+    ),
+    Descriptor(
+        name="Bidirectional",
+        make=lambda key, dtype: _nn().Bidirectional(
+            _nn().RNN(_nn().GRUCell(3, 4, dtype=dtype, key=key)),
+            _nn().RNN(
+                _nn().LSTMCell(3, 2, dtype=dtype, key=jax.random.fold_in(key, 1)),
+                reverse=True,
+            ),
+        ),
+        inputs=_normal((5, 3)),
+        wrong_input=_normal((2, 5, 3)),
+        wrong_match=r"Bidirectional\(.*\) expected `xs` of shape \(length, 3\), but "
+        r"got shape \(2, 5, 3\)",
+    ),
+    Descriptor(
+        name="Stacked",
+        make=lambda key, dtype: _nn().Stacked(
+            lambda k: _nn().Sequential(
+                [_nn().Linear(4, 4, dtype=dtype, key=k), _nn().Dropout(0.2)]
+            ),
+            3,
+            key=key,
+        ),
+        inputs=_normal((4,)),
+        needs_key=True,
+        wrong_input=_normal((2, 4)),
+        wrong_match=r"expected `x` of shape \(4,\), but got shape \(2, 4\)",
     ),
 ]

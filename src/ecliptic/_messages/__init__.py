@@ -17,7 +17,10 @@ tracebacks point at the caller). One file per family:
 - `_runtime.py`: `error_if` and its check sites, `backward_nan`, the debug tools,
   mapped axes.
 - `_nn.py`: the layers of `ecliptic.nn` (shape and dtype wording is in `_checks.py`);
-  `_lora.py`: LoRA adapters.
+  `_attention.py`, `_recurrent.py`, `_stack.py`, `_initialisers.py`, `_lora.py`: the
+  attention options and KV cache, `RNN`/`Bidirectional`, `Stacked`, `weight_init` and
+  `reinitialise`, LoRA adapters.
+- `_precision.py`: mixed precision (`Policy`, loss scaling).
 - `_conveniences.py`: `vmap_leading`, `tree_summary`.
 - `_internal.py`, `_loops.py`: `ecliptic.internal` (primitives, `nontraceable`,
   `noinline`, `ω`, progress meters; the loops and their buffers).
@@ -27,6 +30,19 @@ writes its own text, and on a public builder of a family file that is not re-exp
 here (callers import `from .._messages import name`).
 """
 
+from ._attention import (
+    kv_cache_absent_error as kv_cache_absent_error,
+    kv_cache_batched_state_error as kv_cache_batched_state_error,
+    kv_cache_chunk_error as kv_cache_chunk_error,
+    kv_cache_hint as kv_cache_hint,
+    kv_cache_missing_state_error as kv_cache_missing_state_error,
+    kv_cache_overflow_error as kv_cache_overflow_error,
+    kv_cache_overflow_message as kv_cache_overflow_message,
+    kv_cache_position_error as kv_cache_position_error,
+    kv_cache_position_message as kv_cache_position_message,
+    kv_cache_size_error as kv_cache_size_error,
+    kv_heads_error as kv_heads_error,
+)
 from ._checkpoints import (
     checkpoint_fileno_error as checkpoint_fileno_error,
     checkpoint_filter_spec_error as checkpoint_filter_spec_error,
@@ -65,6 +81,15 @@ from ._conveniences import (
     leading_axes_no_array_error as leading_axes_no_array_error,
     leading_axes_spec_error as leading_axes_spec_error,
     summary_filter_error as summary_filter_error,
+)
+from ._initialisers import (
+    embedding_weight_and_init_error as embedding_weight_and_init_error,
+    initialiser_output_error as initialiser_output_error,
+    initialiser_type_error as initialiser_type_error,
+    reinitialise_init_type_error as reinitialise_init_type_error,
+    reinitialise_no_match_error as reinitialise_no_match_error,
+    reinitialise_regex_error as reinitialise_regex_error,
+    reinitialise_where_type_error as reinitialise_where_type_error,
 )
 from ._internal import (
     container_reverse_lookup_error as container_reverse_lookup_error,
@@ -191,6 +216,25 @@ from ._nn import (
     weight_rank_error as weight_rank_error,
     window_too_small_error as window_too_small_error,
 )
+from ._precision import (
+    loss_scale_factor_error as loss_scale_factor_error,
+    loss_scale_min_scale_error as loss_scale_min_scale_error,
+    loss_scale_period_error as loss_scale_period_error,
+    precision_dtype_error as precision_dtype_error,
+    precision_policy_string_error as precision_policy_string_error,
+    precision_policy_type_error as precision_policy_type_error,
+)
+from ._recurrent import (
+    bidirectional_reverse_error as bidirectional_reverse_error,
+    bidirectional_rnn_type_error as bidirectional_rnn_type_error,
+    bidirectional_state_error as bidirectional_state_error,
+    rnn_batch_hint as rnn_batch_hint,
+    rnn_cell_type_error as rnn_cell_type_error,
+    rnn_initial_state_error as rnn_initial_state_error,
+    rnn_length_type_error as rnn_length_type_error,
+    rnn_length_value_error as rnn_length_value_error,
+    rnn_state_mismatch_error as rnn_state_mismatch_error,
+)
 from ._runtime import (
     backward_nan_nan_message as backward_nan_nan_message,
     backward_nan_report as backward_nan_report,
@@ -208,6 +252,20 @@ from ._runtime import (
     on_error_value_error as on_error_value_error,
     store_dce_outside_jit_error as store_dce_outside_jit_error,
     too_many_traces_message as too_many_traces_message,
+)
+from ._stack import (
+    stack_carry_error as stack_carry_error,
+    stack_class_error as stack_class_error,
+    stack_empty_error as stack_empty_error,
+    stack_empty_slice_error as stack_empty_slice_error,
+    stack_index_error as stack_index_error,
+    stack_index_type_error as stack_index_type_error,
+    stack_leaf_error as stack_leaf_error,
+    stack_size_error as stack_size_error,
+    stack_stateful_error as stack_stateful_error,
+    stack_treedef_error as stack_treedef_error,
+    stack_unroll_error as stack_unroll_error,
+    stack_value_error as stack_value_error,
 )
 from ._transforms import (
     axes_prefix_error as axes_prefix_error,

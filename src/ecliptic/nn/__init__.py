@@ -50,10 +50,13 @@ from ._pool import (
     MaxPool3d as MaxPool3d,
     Pool as Pool,
 )
+from ._recurrent import Bidirectional as Bidirectional, RNN as RNN
+from ._reinit import reinitialise as reinitialise
 from ._rnn import GRUCell as GRUCell, LSTMCell as LSTMCell
 from ._sequential import Lambda as Lambda, Sequential as Sequential
 from ._shared import Shared as Shared
 from ._spectral_norm import SpectralNorm as SpectralNorm
+from ._stack import Stacked as Stacked
 from ._stateful import (
     delete_init_state as delete_init_state,
     make_with_state as make_with_state,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +24,15 @@ from .._messages import (
     conv_transpose_output_size_error,
 )
 from .._module import field, Module
-from ._misc import check_windows_fit, default_init, ntuple, owner_name, param_dtype
+from ._misc import (
+    check_windows_fit,
+    default_init,
+    initialise,
+    Initialiser,
+    ntuple,
+    owner_name,
+    param_dtype,
+)
 
 
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
@@ -61,10 +70,12 @@ def _parse_padding_mode(owner: str, mode: str, allowed: tuple[str, ...]) -> str:
     return mode.upper()
 
 
-def _init_params(layer: Any, owner: str, use_bias: bool, dtype: Any, key: Any) -> None:
+def _init_params(
+    layer: Any, owner: str, use_bias: bool, dtype: Any, key: Any, inits: tuple
+) -> None:
     """Checks `groups`, then draws the weight `(out, in // groups, *kernel)` and the
-    bias `(out, 1, ..., 1)`, both `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with
-    `fan_in = in // groups * prod(kernel)`."""
+    bias `(out, 1, ..., 1)` with `inits = (weight_init, bias_init)`, by default both
+    `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with `fan_in = in // groups * prod(kernel)`."""
     c_in, c_out, groups = layer.in_channels, layer.out_channels, layer.groups
     if groups < 1 or c_in % groups or c_out % groups:
         raise conv_groups_error(owner, c_in, c_out, groups)
@@ -73,10 +84,12 @@ def _init_params(layer: Any, owner: str, use_bias: bool, dtype: Any, key: Any) -
     kernel_size = layer.kernel_size
     fan_in = (c_in // groups) * math.prod(kernel_size)
     lim = 1 / math.sqrt(fan_in) if fan_in else 1.0
+    default = functools.partial(default_init, lim=lim)
+    draw = functools.partial(initialise, owner, dtype=dtype, default=default)
     wshape = (c_out, c_in // groups) + kernel_size
-    layer.weight = default_init(wkey, wshape, dtype, lim)
+    layer.weight = draw("weight_init", inits[0], wkey, wshape)
     bshape = (c_out,) + (1,) * len(kernel_size)
-    layer.bias = default_init(bkey, bshape, dtype, lim) if use_bias else None
+    layer.bias = draw("bias_init", inits[1], bkey, bshape) if use_bias else None
 
 
 def _subject(layer: Any) -> str:
@@ -166,6 +179,8 @@ class Conv(Module):
         padding_mode: str = "ZEROS",
         dtype: Any = None,
         *,
+        weight_init: Initialiser | None = None,
+        bias_init: Initialiser | None = None,
         key: PRNGKeyArray,
     ):
         """**Arguments:**
@@ -188,10 +203,27 @@ class Conv(Module):
             (`34123412`).
         - `dtype`: the parameters' dtype. Defaults to `float32`, or `float64` when
             JAX runs in 64-bit mode.
+        - `weight_init`: how to draw the weight instead of the default: an
+            initialiser `init(key, shape, dtype) -> array`, such as those of
+            `jax.nn.initializers`, called with the weight's half of `key` (the one
+            the default would use), the weight's shape and the dtype. Mind the fan
+            axes (below). (Keyword only.)
+        - `bias_init`: the same for the bias, called with the bias's shape
+            `(out_channels, 1, ..., 1)`: use one without fans, e.g.
+            `jax.nn.initializers.zeros`. Unused when `use_bias=False`. (Keyword
+            only.)
         - `key`: a `jax.random.PRNGKey` for the initialisation. (Keyword only.)
 
         The weight has shape `(out_channels, in_channels // groups, *kernel_size)`
-        and the bias `(out_channels, 1, ..., 1)`.
+        and the bias `(out_channels, 1, ..., 1)`. By default both are drawn from
+        `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` with `fan_in = in_channels // groups *
+        prod(kernel_size)`, as in Equinox and PyTorch.
+
+        **Fan axes.** For a variance-scaling `weight_init` (`lecun_*`, `he_*`,
+        `glorot_*`, `variance_scaling`), name the axes of this layout:
+        `jax.nn.initializers.he_normal(in_axis=1, out_axis=0)`, whose fan-in is
+        the `in_channels // groups * prod(kernel_size)` above. The defaults
+        `in_axis=-2, out_axis=-1` would take kernel axes as the fans.
         """
         owner = owner_name(self)
         kernel_size = ntuple(owner, "kernel_size", kernel_size, num_spatial_dims)
@@ -206,7 +238,7 @@ class Conv(Module):
         self.use_bias = use_bias
         allowed = ("ZEROS", "REFLECT", "REPLICATE", "CIRCULAR")
         self.padding_mode = _parse_padding_mode(owner, padding_mode, allowed)
-        _init_params(self, owner, use_bias, dtype, key)
+        _init_params(self, owner, use_bias, dtype, key, (weight_init, bias_init))
 
     def _subject(self) -> str:
         return _subject(self)
@@ -286,6 +318,8 @@ class ConvTranspose(Module):
         padding_mode: str = "ZEROS",
         dtype: Any = None,
         *,
+        weight_init: Initialiser | None = None,
+        bias_init: Initialiser | None = None,
         key: PRNGKeyArray,
     ):
         """**Arguments:**
@@ -307,10 +341,14 @@ class ConvTranspose(Module):
             `padding="SAME"` or `"SAME_LOWER"` and `output_padding=0`).
         - `dtype`: the parameters' dtype. Defaults to `float32`, or `float64` when
             JAX runs in 64-bit mode.
+        - `weight_init`, `bias_init`: initialisers for the weight and the bias, as
+            for [`ecliptic.nn.Conv`][] (same layouts, same default). (Keyword only.)
         - `key`: a `jax.random.PRNGKey` for the initialisation. (Keyword only.)
 
         The weight has shape `(out_channels, in_channels // groups, *kernel_size)`
-        and the bias `(out_channels, 1, ..., 1)`.
+        and the bias `(out_channels, 1, ..., 1)`, as for `Conv`, so a
+        variance-scaling `weight_init` takes `in_axis=1, out_axis=0` (fan-in
+        `in_channels // groups * prod(kernel_size)`, as the default's).
         """
         owner = owner_name(self)
         n = num_spatial_dims
@@ -336,7 +374,7 @@ class ConvTranspose(Module):
         self.groups = groups
         self.use_bias = use_bias
         self.padding_mode = mode
-        _init_params(self, owner, use_bias, dtype, key)
+        _init_params(self, owner, use_bias, dtype, key, (weight_init, bias_init))
 
     def _subject(self) -> str:
         return _subject(self)
@@ -430,12 +468,15 @@ class Conv1d(Conv):
         padding_mode: str = "ZEROS",
         dtype: Any = None,
         *,
+        weight_init: Initialiser | None = None,
+        bias_init: Initialiser | None = None,
         key: PRNGKeyArray,
     ):
         """As [`ecliptic.nn.Conv`][], without `num_spatial_dims`."""
         super().__init__(
             1, in_channels, out_channels, kernel_size, stride, padding, dilation,
-            groups, use_bias, padding_mode, dtype, key=key,
+            groups, use_bias, padding_mode, dtype, weight_init=weight_init,
+            bias_init=bias_init, key=key,
         )  # fmt: skip
 
 
@@ -455,12 +496,15 @@ class Conv2d(Conv):
         padding_mode: str = "ZEROS",
         dtype: Any = None,
         *,
+        weight_init: Initialiser | None = None,
+        bias_init: Initialiser | None = None,
         key: PRNGKeyArray,
     ):
         """As [`ecliptic.nn.Conv`][], without `num_spatial_dims`."""
         super().__init__(
             2, in_channels, out_channels, kernel_size, stride, padding, dilation,
-            groups, use_bias, padding_mode, dtype, key=key,
+            groups, use_bias, padding_mode, dtype, weight_init=weight_init,
+            bias_init=bias_init, key=key,
         )  # fmt: skip
 
 
@@ -480,12 +524,15 @@ class Conv3d(Conv):
         padding_mode: str = "ZEROS",
         dtype: Any = None,
         *,
+        weight_init: Initialiser | None = None,
+        bias_init: Initialiser | None = None,
         key: PRNGKeyArray,
     ):
         """As [`ecliptic.nn.Conv`][], without `num_spatial_dims`."""
         super().__init__(
             3, in_channels, out_channels, kernel_size, stride, padding, dilation,
-            groups, use_bias, padding_mode, dtype, key=key,
+            groups, use_bias, padding_mode, dtype, weight_init=weight_init,
+            bias_init=bias_init, key=key,
         )  # fmt: skip
 
 
@@ -510,12 +557,15 @@ class ConvTranspose1d(ConvTranspose):
         padding_mode: str = "ZEROS",
         dtype: Any = None,
         *,
+        weight_init: Initialiser | None = None,
+        bias_init: Initialiser | None = None,
         key: PRNGKeyArray,
     ):
         """As [`ecliptic.nn.ConvTranspose`][], without `num_spatial_dims`."""
         super().__init__(
             1, in_channels, out_channels, kernel_size, stride, padding,
-            output_padding, dilation, groups, use_bias, padding_mode, dtype, key=key,
+            output_padding, dilation, groups, use_bias, padding_mode, dtype,
+            weight_init=weight_init, bias_init=bias_init, key=key,
         )  # fmt: skip
 
 
@@ -540,12 +590,15 @@ class ConvTranspose2d(ConvTranspose):
         padding_mode: str = "ZEROS",
         dtype: Any = None,
         *,
+        weight_init: Initialiser | None = None,
+        bias_init: Initialiser | None = None,
         key: PRNGKeyArray,
     ):
         """As [`ecliptic.nn.ConvTranspose`][], without `num_spatial_dims`."""
         super().__init__(
             2, in_channels, out_channels, kernel_size, stride, padding,
-            output_padding, dilation, groups, use_bias, padding_mode, dtype, key=key,
+            output_padding, dilation, groups, use_bias, padding_mode, dtype,
+            weight_init=weight_init, bias_init=bias_init, key=key,
         )  # fmt: skip
 
 
@@ -570,10 +623,13 @@ class ConvTranspose3d(ConvTranspose):
         padding_mode: str = "ZEROS",
         dtype: Any = None,
         *,
+        weight_init: Initialiser | None = None,
+        bias_init: Initialiser | None = None,
         key: PRNGKeyArray,
     ):
         """As [`ecliptic.nn.ConvTranspose`][], without `num_spatial_dims`."""
         super().__init__(
             3, in_channels, out_channels, kernel_size, stride, padding,
-            output_padding, dilation, groups, use_bias, padding_mode, dtype, key=key,
+            output_padding, dilation, groups, use_bias, padding_mode, dtype,
+            weight_init=weight_init, bias_init=bias_init, key=key,
         )  # fmt: skip

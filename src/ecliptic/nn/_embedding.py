@@ -15,13 +15,14 @@ from .._messages import (
     embedding_arguments_error,
     embedding_index_dtype_error,
     embedding_negative_size_error,
+    embedding_weight_and_init_error,
     embedding_weight_shape_error,
     rope_offset_error,
     rope_size_error,
     rope_strict_promotion_error,
 )
 from .._module import field, Module
-from ._misc import default_floating_dtype, param_dtype
+from ._misc import default_floating_dtype, initialise, Initialiser, param_dtype
 
 
 class Embedding(Module):
@@ -38,6 +39,7 @@ class Embedding(Module):
         weight: Float[Array, "num_embeddings embedding_size"] | None = None,  # noqa: F722
         dtype: Any = None,
         *,
+        weight_init: Initialiser | None = None,
         key: PRNGKeyArray | None = None,
     ):
         """Build it either from sizes and a key, or from a given table.
@@ -50,9 +52,22 @@ class Embedding(Module):
             instead of a random one. The sizes may then be left out.
         - `dtype`: the dtype of a random table. Defaults to `float32`, or
             `float64` when JAX runs in 64-bit mode.
+        - `weight_init`: how to draw a random table instead of from `N(0, 1)`: an
+            initialiser `init(key, shape, dtype) -> array`, such as those of
+            `jax.nn.initializers`, called with `key` itself (as the default draw
+            is), the shape `(num_embeddings, embedding_size)` and the dtype, e.g.
+            `jax.nn.initializers.normal(stddev=0.02)`. Not allowed with `weight`.
+            (Keyword only.)
         - `key`: a `jax.random.PRNGKey` for a random table, drawn from `N(0, 1)`.
             (Keyword only.)
+
+        **Fan axes.** The lookup `table[x]` is `one_hot(x) @ table`, so the table is
+        an `(in, out)` matrix, the layout `jax.nn.initializers` assume: their
+        defaults `in_axis=-2, out_axis=-1` take `num_embeddings` as the fan-in and
+        `embedding_size` as the fan-out.
         """
+        if weight is not None and weight_init is not None:
+            raise embedding_weight_and_init_error()
         if weight is None:
             if num_embeddings is None or embedding_size is None or key is None:
                 raise embedding_arguments_error(num_embeddings, embedding_size, key)
@@ -63,7 +78,15 @@ class Embedding(Module):
                 if n < 0:
                     raise embedding_negative_size_error(name, n)
             dtype = param_dtype(dtype)
-            self.weight = jr.normal(key, (num_embeddings, embedding_size), dtype)
+            self.weight = initialise(
+                "ecliptic.nn.Embedding",
+                "weight_init",
+                weight_init,
+                key,
+                (num_embeddings, embedding_size),
+                dtype,
+                jr.normal,
+            )
         else:
             shape = tuple(jnp.shape(weight))
             want = (num_embeddings, embedding_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal, TypeVar
 
@@ -13,7 +14,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe, dtype_error
 from .._module import field, Module
-from ._misc import check_features, default_init, param_dtype
+from ._misc import check_features, default_init, initialise, Initialiser, param_dtype
 
 
 _T = TypeVar("_T")
@@ -35,6 +36,8 @@ class Linear(Module):
         use_bias: bool = True,
         dtype: Any = None,
         *,
+        weight_init: Initialiser | None = None,
+        bias_init: Initialiser | None = None,
         key: PRNGKeyArray,
     ):
         """**Arguments:**
@@ -46,19 +49,45 @@ class Linear(Module):
         - `use_bias`: whether to add a bias.
         - `dtype`: the dtype of the weight and bias. Defaults to `float32`, or
             `float64` when JAX runs in 64-bit mode.
+        - `weight_init`: how to draw the weight instead of the default: an
+            initialiser `init(key, shape, dtype) -> array`, such as those of
+            `jax.nn.initializers`. It is called with the weight's half of `key`
+            (the one the default would use), the shape `(out_features,
+            in_features)` and the dtype. (Keyword only.)
+        - `bias_init`: the same for the bias, called with the shape
+            `(out_features,)`, e.g. `jax.nn.initializers.zeros`. Unused when
+            `use_bias=False`. (Keyword only.)
         - `key`: a `jax.random.PRNGKey` for the initialisation. (Keyword only.)
 
         The weight has shape `(out_features, in_features)` and the bias
-        `(out_features,)` (a `"scalar"` size is stored as 1). Both are drawn from
-        `U(-1/sqrt(in_features), 1/sqrt(in_features))`.
+        `(out_features,)` (a `"scalar"` size is stored as 1). By default both are
+        drawn from `U(-1/sqrt(in_features), 1/sqrt(in_features))`, as in Equinox
+        and PyTorch.
+
+        **Fan axes.** `jax.nn.initializers` assume an `(in, out)` matrix: their
+        defaults `in_axis=-2, out_axis=-1` read this `(out, in)` weight the wrong
+        way round, so that `lecun_normal()` would scale by `1/out_features` and
+        `he_normal()` likewise. Name the axes:
+        `jax.nn.initializers.lecun_normal(in_axis=-1, out_axis=-2)` (the same for
+        `he_*`, `glorot_*` and `variance_scaling`). Initialisers without fans
+        (`normal`, `uniform`, `truncated_normal`, `zeros`, `constant`) need
+        nothing.
         """
         n_in = check_features("ecliptic.nn.Linear", "in_features", in_features)
         n_out = check_features("ecliptic.nn.Linear", "out_features", out_features)
         dtype = param_dtype(dtype)
         wkey, bkey = jr.split(key, 2)
         lim = 1.0 if n_in == 0 else 1 / math.sqrt(n_in)
-        self.weight = default_init(wkey, (n_out, n_in), dtype, lim)
-        self.bias = default_init(bkey, (n_out,), dtype, lim) if use_bias else None
+        default = functools.partial(default_init, lim=lim)
+        owner = "ecliptic.nn.Linear"
+        self.weight = initialise(
+            owner, "weight_init", weight_init, wkey, (n_out, n_in), dtype, default
+        )
+        self.bias = (
+            initialise(owner, "bias_init", bias_init, bkey, (n_out,), dtype, default)
+            if use_bias
+            else None
+        )
         self.in_features = in_features
         self.out_features = out_features
         self.use_bias = use_bias

@@ -17,9 +17,12 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
+from .._filters import is_array
 from .._messages import (
     features_type_error,
     features_value_error,
+    initialiser_output_error,
+    initialiser_type_error,
     ntuple_length_error,
     ntuple_type_error,
     weight_not_child_error,
@@ -212,3 +215,49 @@ def matrix_weight(layer: Any, weight_name: str, subject: str, min_ndim: int) -> 
     if not hasattr(weight, "ndim") or weight.ndim < min_ndim:  # pyright: ignore
         raise weight_rank_error(subject, weight_name, min_ndim, weight)
     return weight  # pyright: ignore
+
+
+# `init(key, shape, dtype) -> array`, as the functions of `jax.nn.initializers`.
+Initialiser = Callable[[PRNGKeyArray, tuple[int, ...], Any], Array]
+
+
+def initialise(
+    owner: str,
+    name: str,
+    init: Initialiser | None,
+    key: PRNGKeyArray,
+    shape: tuple[int, ...],
+    dtype: Any,
+    default: Initialiser,
+) -> Array:
+    """Draws one parameter: `default(key, shape, dtype)` when `init` is `None`, else
+    `init(key, shape, dtype)`, checked to be an array of that shape and dtype.
+
+    **Arguments:**
+
+    - `owner`: the layer (or function) named in an error, e.g.
+        `"ecliptic.nn.Linear"`.
+    - `name`: the argument that gave `init`, e.g. `"weight_init"`.
+    - `init`: the user's initialiser, or `None`.
+    - `key`: the parameter's PRNG key.
+    - `shape`: the parameter's shape.
+    - `dtype`: the parameter's dtype.
+    - `default`: the layer's own draw, used (unchecked) when `init` is `None`.
+
+    **Returns:** the parameter.
+    """
+    if init is None:
+        return default(key, shape, dtype)
+    if not callable(init):
+        raise initialiser_type_error(owner, name, init)
+    value = init(key, shape, dtype)
+    if (
+        not is_array(value)
+        or tuple(value.shape) != tuple(shape)
+        or jax.dtypes.canonicalize_dtype(value.dtype)
+        != jax.dtypes.canonicalize_dtype(dtype)
+    ):
+        raise initialiser_output_error(owner, name, tuple(shape), dtype, value)
+    if isinstance(value, (np.ndarray, np.generic)):
+        value = jnp.asarray(value)
+    return value

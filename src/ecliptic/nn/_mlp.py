@@ -15,11 +15,11 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._checks import check_shape, describe
 from .._filters import is_array
-from .._messages import mlp_size_error
+from .._messages import initialiser_type_error, mlp_size_error
 from .._module import field, Module
 from .._vmap_pmap import filter_vmap
 from ._linear import Linear
-from ._misc import check_features, param_dtype
+from ._misc import check_features, Initialiser, owner_name, param_dtype
 
 
 def _identity(x: Any) -> Any:
@@ -74,6 +74,8 @@ class MLP(Module):
         dtype: Any = None,
         *,
         scan: bool = False,
+        weight_init: Initialiser | None = None,
+        bias_init: Initialiser | None = None,
         key: PRNGKeyArray,
     ):
         """**Arguments:**
@@ -98,6 +100,14 @@ class MLP(Module):
         - `scan`: if `True`, the `depth - 1` width-to-width layers are stored
             stacked (weight `(depth - 1, width_size, width_size)`) and run with
             `jax.lax.scan`, which compiles faster for deep networks. (Keyword only.)
+        - `weight_init`, `bias_init`: initialisers `init(key, shape, dtype) ->
+            array` (such as those of `jax.nn.initializers`) passed to every
+            [`ecliptic.nn.Linear`][], which calls them with its own key and its
+            weight's shape `(out, in)`, resp. bias shape `(out,)`. Name the fan axes
+            of that layout, e.g. `jax.nn.initializers.lecun_normal(in_axis=-1,
+            out_axis=-2)`: the defaults would swap the fans. With `scan=True` each
+            hidden layer is still drawn on its own `(width_size, width_size)`
+            weight. Unset, the layers draw as by default. (Keyword only.)
         - `key`: a `jax.random.PRNGKey` for the initialisation. (Keyword only.)
         """
         check_features("ecliptic.nn.MLP", "in_size", in_size)
@@ -105,20 +115,30 @@ class MLP(Module):
         for name, n in (("width_size", width_size), ("depth", depth)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise mlp_size_error(name, n)
+        inits = [("weight_init", weight_init, True)]
+        inits.append(("bias_init", bias_init, use_bias or use_final_bias))
+        for name, init, used in inits:
+            if used and init is not None and not callable(init):
+                raise initialiser_type_error(owner_name(self), name, init)
         dtype = param_dtype(dtype)
         keys = jr.split(key, depth + 1)
+
+        def linear(n_in: Any, n_out: Any, bias: bool, k: PRNGKeyArray) -> Linear:
+            return Linear(
+                n_in, n_out, bias, dtype, weight_init=weight_init,
+                bias_init=bias_init, key=k,
+            )  # fmt: skip
+
         if depth == 0:
-            layers = [Linear(in_size, out_size, use_final_bias, dtype, key=keys[0])]
+            layers = [linear(in_size, out_size, use_final_bias, keys[0])]
         else:
-            hidden = lambda k: Linear(width_size, width_size, use_bias, dtype, key=k)
-            layers = [Linear(in_size, width_size, use_bias, dtype, key=keys[0])]
+            hidden = lambda k: linear(width_size, width_size, use_bias, k)
+            layers = [linear(in_size, width_size, use_bias, keys[0])]
             if scan:
                 layers.append(jax.vmap(hidden)(keys[1:depth]))
             else:
                 layers.extend(hidden(keys[i]) for i in range(1, depth))
-            layers.append(
-                Linear(width_size, out_size, use_final_bias, dtype, key=keys[depth])
-            )
+            layers.append(linear(width_size, out_size, use_final_bias, keys[depth]))
         self.layers = tuple(layers)
         self.activation = _per_neuron(activation, (depth, width_size))
         if out_size == "scalar":
