@@ -34,6 +34,7 @@ SCRIPTS = [
     "frozen_layer.py",
     "serialisation.py",
     "neural_ode.py",
+    "language_model.py",
 ]
 
 
@@ -253,3 +254,18 @@ def test_digits_float16_tiny(tmp_path):
     assert line, out
     assert float(line.group(2)) >= 1.0
     assert "predictions identical" in out
+
+
+def test_language_model_tiny(tmp_path):
+    """The decoder-only transformer: trains a few steps, then decoding without and
+    with the KV cache must give the same tokens, greedily and by sampling."""
+    out = run("language_model.py", "--tiny", "--out-dir", str(tmp_path))
+    assert "cached and uncached greedy samples agree: True" in out
+    assert "cached and uncached temperature 0.8 samples agree: True" in out
+    assert re.search(r"held-out loss before training: [0-9.]+, after: [0-9.]+", out)
+    diff = re.search(r"logits vs the model's: ([0-9.e+-]+) max", out)
+    assert diff and float(diff.group(1)) < 1e-3, out
+    speed = r"uncached \d+ tokens/s \([0-9.]+ s\), cached \d+ tokens/s \([0-9.]+ s\)"
+    assert re.search(rf"^greedy, 24 tokens: {speed}$", out, re.M), out
+    png = (tmp_path / "language_model_loss.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
