@@ -5,12 +5,11 @@
 from ._activations import PReLU as PReLU
 from ._attention import MultiheadAttention as MultiheadAttention
 from ._batch_norm import BatchNorm as BatchNorm
-from ._conv import (
-    Conv as Conv,
+from ._conv import Conv as Conv, ConvTranspose as ConvTranspose
+from ._conv_nd import (
     Conv1d as Conv1d,
     Conv2d as Conv2d,
     Conv3d as Conv3d,
-    ConvTranspose as ConvTranspose,
     ConvTranspose1d as ConvTranspose1d,
     ConvTranspose2d as ConvTranspose2d,
     ConvTranspose3d as ConvTranspose3d,
