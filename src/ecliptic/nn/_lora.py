@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +23,7 @@ from .._module import field, Module
 from .._tracebacks import api_boundary
 from .._tree import tree_at
 from ._linear import Linear
-from ._misc import children, default_init
+from ._misc import children, default_init, path_rule
 
 
 _Layer = TypeVar("_Layer")
@@ -189,15 +188,10 @@ def _matcher(where: Rule | None) -> Callable[[str, Any], bool]:
     ):
         types = where
         return lambda path, node: isinstance(node, types)
-    if isinstance(where, str):
-        pattern = re.compile(where)
-        return lambda path, node: (
-            isinstance(node, Module) and pattern.search(path) is not None
-        )
-    if callable(where):
-        rule = where
-        return lambda path, node: isinstance(node, Module) and bool(rule(path, node))
-    raise lora_rule_error(where)
+    rule = path_rule(where)
+    if rule is None:
+        raise lora_rule_error(where)
+    return lambda path, node: isinstance(node, Module) and rule(path, node)
 
 
 def _walk(

@@ -7,6 +7,7 @@ that two or more layer files need lives here, not in one layer's file.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -261,3 +262,27 @@ def initialise(
     if isinstance(value, (np.ndarray, np.generic)):
         value = jnp.asarray(value)
     return value
+
+
+def path_rule(where: Any) -> Callable[[str, Any], bool] | None:
+    """A rule that selects parts of a model by key path, as a predicate
+    `(path, x) -> bool`, where `path` is the key path as `jax.tree_util.keystr` prints
+    it (`".layers[0].weight"`).
+
+    **Arguments:**
+
+    - `where`: a regex (a string or a compiled pattern), searched in the path, or a
+        callable `(path, x) -> bool`.
+
+    **Returns:** the predicate, or `None` when `where` is none of these (the caller
+    raises its own error). A string that is not a valid regex raises `re.error`.
+    """
+    if isinstance(where, str):
+        where = re.compile(where)
+    if isinstance(where, re.Pattern):
+        pattern = where
+        return lambda path, x: pattern.search(path) is not None
+    if callable(where):
+        rule = where
+        return lambda path, x: bool(rule(path, x))
+    return None

@@ -17,7 +17,7 @@ from .._messages import (
     reinitialise_regex_error,
     reinitialise_where_type_error,
 )
-from ._misc import initialise, Initialiser
+from ._misc import initialise, Initialiser, path_rule
 
 
 _T = TypeVar("_T")
@@ -25,17 +25,13 @@ _T = TypeVar("_T")
 
 def _rule(where: Any) -> Callable[[str, Any], bool]:
     """`where` as a predicate `(path, leaf) -> bool`."""
-    if isinstance(where, re.Pattern):
-        return lambda path, leaf: where.search(path) is not None
-    if isinstance(where, str):
-        try:
-            pattern = re.compile(where)
-        except re.error as e:
-            raise reinitialise_regex_error(where, e) from e
-        return lambda path, leaf: pattern.search(path) is not None
-    if callable(where):
-        return lambda path, leaf: bool(where(path, leaf))
-    raise reinitialise_where_type_error(where)
+    try:
+        rule = path_rule(where)
+    except re.error as e:
+        raise reinitialise_regex_error(where, e) from e
+    if rule is None:
+        raise reinitialise_where_type_error(where)
+    return rule
 
 
 def reinitialise(
