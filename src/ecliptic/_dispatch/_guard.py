@@ -310,6 +310,8 @@ class Guard:
         have another structure.
     - `entry`, `n_first`: the compiled entry this structure calls, and how many of
         the arrays belong to the first argument (for donation).
+    - `call(fun_arrays, arrays)`: what the hot path calls: `entry` itself, or a
+        wrapper that splits the arrays for donation.
     - `next`: the guard that passed on the call after this one passed (the hot
         path tries it first, so that two structures called in turn never fail a
         guard).
@@ -317,11 +319,12 @@ class Guard:
     - `source`: its source code, for debugging.
     """
 
-    __slots__ = ("check", "entry", "n_first", "next", "size", "source")
+    __slots__ = ("check", "entry", "n_first", "next", "size", "source", "call")
 
-    def __init__(self, check, entry, n_first: int, size: int, source: str):
+    def __init__(self, check, entry, n_first: int, size: int, source: str, call):
         self.check = check
         self.entry = entry
+        self.call = call
         self.n_first = n_first
         self.next = self
         self.size = size

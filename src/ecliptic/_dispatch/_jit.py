@@ -85,8 +85,13 @@ _DISPATCHERS: weakref.WeakSet = weakref.WeakSet()
 def _drop_guards() -> None:
     for dispatcher in list(_DISPATCHERS):
         dispatcher.guards = []
-        dispatcher.last = None
+        dispatcher.none.next = dispatcher.last = dispatcher.none
         dispatcher.seen.clear()
+
+
+def _never(args: tuple) -> None:
+    """The check of a dispatcher's `none` guard: no structure passes it."""
+    return None
 
 
 register_cache_clear(_drop_guards)
@@ -135,6 +140,17 @@ def _raise_translated(e: Exception) -> None:
     raise err from None
 
 
+def _public_error(e: Exception) -> Exception:
+    """The exception a call raises for `e`: a failed `error_if` check reported by
+    JAX becomes `EquinoxRuntimeError`; either way without ecliptic's frames."""
+    if isinstance(e, (_JaxRuntimeError, ValueError)):
+        err = runtime_error_from(e)
+        if err is not None:
+            e = err
+    hide_internal_frames(e)
+    return e
+
+
 class Dispatcher:
     """Everything about one `filter_jit` wrapper that is not a PyTree: its
     signature, the donation mode, its guards and its ordinary path.
@@ -163,7 +179,11 @@ class Dispatcher:
             self.name, qualname, fun_treedef, fun_static, donate_argnums, jitkwargs
         )
         self.guards: list[Guard] = []
-        self.last: Guard | None = None
+        # `last` is the guard that passed last; before any has, the dispatcher's own
+        # `none` guard (no structure passes it), so the hot path never tests for
+        # "no guard yet".
+        self.none = Guard(_never, None, 0, 0, "", _never)
+        self.last: Guard = self.none
         self.seen: BoundedCache = BoundedCache(SEEN_SIZE)
         self.hits = self.misses = 0
         _DISPATCHERS.add(self)
@@ -182,16 +202,18 @@ class Dispatcher:
         leaves, treedef = jtu.tree_flatten([args, kwargs] if kwargs else args)
         return args, kwargs, leaves, treedef
 
-    def search(self, args: tuple, prev: Guard) -> tuple[Guard, list] | None:
-        """The other guards, when the predicted one failed; learns the successor."""
-        for g in self.guards:
-            if g is not prev.next:
-                dyn = g.check(args)
-                if dyn is not None:
-                    prev.next = self.last = g
-                    self.hits += 1
-                    return g, dyn
-        return None
+    def slow(self, fun_arrays, args: tuple, kwargs: dict, prev: Guard) -> Any:
+        """A call that the predicted guard did not serve: the other guards (when
+        there are no keyword arguments), then the ordinary path."""
+        if not kwargs:
+            for g in self.guards:
+                if g is not prev.next:
+                    dyn = g.check(args)
+                    if dyn is not None:
+                        prev.next = self.last = g
+                        self.hits += 1
+                        return finish(g.call(fun_arrays, dyn))
+        return self.call(fun_arrays, args, kwargs)
 
     def call(self, fun_arrays, args: tuple, kwargs: dict) -> Any:
         """The ordinary path, for a call no guard served."""
@@ -218,29 +240,36 @@ class Dispatcher:
             check, size, source = make_guard(args, leaves, treedef)
         except ValueError:
             return
-        guard = Guard(check, entry, slot.n_first, size, source)
+        call = self.caller(entry, slot.n_first)
+        guard = Guard(check, entry, slot.n_first, size, source, call)
         if len(self.guards) >= GUARDS_SIZE:
             dropped = self.guards.pop(0)
             self.seen[dropped.entry] = 1 - GUARD_REARM
-            for g in self.guards:
+            for g in [self.none, *self.guards]:
                 if g.next is dropped:
                     g.next = g
         self.guards.append(guard)
-        if self.last is not None:
-            self.last.next = guard
+        self.last.next = guard
         self.last = guard
 
+    def caller(self, entry, k: int) -> Callable:
+        """`call(fun_arrays, arrays)` for `entry`: the compiled function itself, or
+        (when donation splits the arguments or silences warnings) a wrapper."""
+        if self.direct:
+            return entry
+        return ft.partial(self.run_quiet, entry, k)
+
+    def run_quiet(self, entry, k: int, fun_arrays, dyn) -> Any:
+        if self.quiet:
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message="Some donated buffers were not usable"
+                )
+                return self.run(entry, fun_arrays, dyn, k)
+        return self.run(entry, fun_arrays, dyn, k)
+
     def invoke(self, entry, fun_arrays, dyn, k: int) -> Any:
-        try:
-            if self.quiet:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings(
-                        "ignore", message="Some donated buffers were not usable"
-                    )
-                    return finish(self.run(entry, fun_arrays, dyn, k))
-            return finish(self.run(entry, fun_arrays, dyn, k))
-        except (_JaxRuntimeError, ValueError) as e:
-            _raise_translated(e)
+        return finish(self.run_quiet(entry, k, fun_arrays, dyn))
 
     def run(self, entry, fun_arrays, dyn, k: int) -> Any:
         if self.split:
@@ -280,36 +309,27 @@ class _JitWrapper(MethodWrapper):
 
     def __call__(self, /, *args, **kwargs):
         # The whole body is one boundary (free on the happy path): an error from
-        # the user's function shows the user's frames, not ecliptic's.
+        # the user's function shows the user's frames, not ecliptic's, and a failed
+        # `error_if` check raises `EquinoxRuntimeError`.
         try:
             d = self._dispatch
+            # The predicted guard (the successor of the last one that passed) is
+            # tried first; `slow` tries the others, then the ordinary path.
             last = d.last
-            if last is None or kwargs:
-                return d.call(self._dynamic_fun, args, kwargs)
-            # Guards: the predicted one first (the successor of the last one that
-            # passed), then the others.
             g = last.next
-            dyn = g.check(args)
-            if dyn is None:
-                found = d.search(args, last)
-                if found is None:
-                    return d.call(self._dynamic_fun, args, kwargs)
-                g, dyn = found
-            else:
-                d.last = g
-                d.hits += 1
-            if not d.direct:
-                return d.invoke(g.entry, self._dynamic_fun, dyn, g.n_first)
-            try:
-                out = g.entry(self._dynamic_fun, dyn)
-            except (_JaxRuntimeError, ValueError) as e:
-                _raise_translated(e)
+            if kwargs or (dyn := g.check(args)) is None:
+                return d.slow(self._dynamic_fun, args, kwargs, last)
+            d.last = g
+            d.hits += 1
+            out = g.call(self._dynamic_fun, dyn)
             if type(out) is Packed:
                 return out[0](out[1])
             return out
         except Exception as e:
-            hide_internal_frames(e)
-            raise
+            err = _public_error(e)
+            if err is e:
+                raise
+            raise err from None
 
     def lower(self, /, *args, **kwargs) -> Lowered:
         """Lowers for these arguments without running; see [`Lowered`][]."""
