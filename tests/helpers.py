@@ -31,8 +31,9 @@ from ecliptic import field, Module, tree_equal
 # ---------------------------------------------------------------------------------
 
 # Layers of a "big" `Stack` (two array leaves each). The flatten memo only keeps
-# Modules with at least `MEMO_MIN_LEAVES` leaves (16 when these tests were written;
-# smaller ones are cheaper to walk), so the memo tests use stacks this deep.
+# Modules of at least `MEMO_MIN_NODES` PyTree nodes (8 now; smaller ones are cheaper
+# to walk), and small memoised ones are also held by an identity cell, so the memo
+# tests use stacks this deep (beyond both).
 MEMO_DEPTH = 24
 
 

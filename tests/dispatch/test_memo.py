@@ -2,7 +2,7 @@
 
 Black-box through `filter_jit` (results against an un-jitted run, trace counts,
 `dispatch_info`) and the test hook `is_memoised`. The models here are `Stack`s of
-`MEMO_DEPTH` layers: smaller Modules are walked, not memoised.
+`MEMO_DEPTH` layers, except where a test is about small Modules.
 """
 
 import collections
@@ -311,3 +311,39 @@ def test_small_model_passed_again_is_served_and_released(getkey):
     changed = Linear(other.weight, other.bias, name="other")  # another static value
     np.testing.assert_allclose(jf(changed, x), changed(x), rtol=1e-6)
     assert len(f.traces) == 2
+
+
+class _Three(ecliptic.Module):
+    """Three layers as fields: 10 PyTree nodes, memoised but small (no list)."""
+
+    a: Linear
+    b: Linear
+    c: Linear
+
+    def __call__(self, x):
+        return self.c(self.b(self.a(x)))
+
+
+def test_small_returned_model_is_memoised_and_passed_again_is_served(getkey):
+    # A model of a few layers that a step returns is memoised by the output builder,
+    # so the next step finds it without a walk; passed again unchanged (inference),
+    # the guard's identity cell serves it. Either way: no retrace, same results.
+    model = _Three(linear(getkey), linear(getkey), linear(getkey))
+    f = counted(lambda m: jtu.tree_map(lambda w: w * 0.5, m))
+    step = ecliptic.filter_jit(f)
+    for _ in range(4):
+        new = step(model)
+        assert ecliptic.tree_equal(new, jtu.tree_map(lambda w: w * 0.5, model))
+        model = new
+    assert is_memoised(model)
+    assert len(f.traces) == 1 and dispatch_info(step).guard_calls == 2
+    g = counted(lambda m, x: m(x))
+    infer = ecliptic.filter_jit(g)
+    x = jnp.arange(3.0)
+    for _ in range(4):
+        np.testing.assert_allclose(infer(model, x), model(x), rtol=1e-5)
+    assert len(g.traces) == 1 and dispatch_info(infer).guard_calls == 2
+    weight = weakref.ref(model.a.weight)
+    del model, new
+    gc.collect()
+    assert weight() is None

@@ -13,7 +13,7 @@ from ._jit import (
     GUARD_REARM as GUARD_REARM,
     GUARDS_SIZE as GUARDS_SIZE,
 )
-from ._memo import lookup as _memo_lookup, MEMO_MIN_LEAVES as MEMO_MIN_LEAVES
+from ._memo import lookup as _memo_lookup, MEMO_MIN_NODES as MEMO_MIN_NODES
 
 
 @dataclass(frozen=True)
@@ -69,5 +69,5 @@ __all__ = [
     "GUARDS_SIZE",
     "is_memoised",
     "make_guard",
-    "MEMO_MIN_LEAVES",
+    "MEMO_MIN_NODES",
 ]

@@ -25,11 +25,12 @@ difference, and memoises the Module it walked (`_memo.record`). Passing a guard
 implies that `jax.tree_util.tree_flatten(args)` would give the same treedef, leaf
 types and equal static leaves, so the same compiled entry applies.
 
-The outermost Modules of each argument with at least `MEMO_MIN_LEAVES` leaves are
+The outermost Modules of each argument of at least `MEMO_MIN_NODES` nodes are
 looked up in the memo first: a model that a training step returned (the output builder
 memoised it) or a model passed again (memoised by its walk) costs one dict lookup,
-whatever its size. Smaller ones are checked inline, behind a `_Cell` that remembers
-(weakly) the last object seen at that position: the same object passed again costs
+whatever its size. Smaller ones are checked inline. Both kinds, when below
+`CELL_MAX_NODES`, are first compared with a `_Cell` that remembers (weakly) the last
+object seen at that position: the same small object passed again (inference) costs
 one weak-reference call. Any other PyTree node
 type is checked through JAX's one-level flatten (its aux data compared with `==`);
 Modules below such a node are not memoised. Tracers, NumPy scalars and Modules whose
@@ -57,7 +58,7 @@ from .._messages import (
 from .._module import is_initialising, Module
 from .._pytree import flatten_one_level
 from ._codegen import Namespace
-from ._memo import fresh, MEMO, MEMO_MIN_LEAVES, record, token_for
+from ._memo import fresh, MEMO, MEMO_MIN_NODES, record, token_for
 from ._output import ARRAY_TYPES
 
 
@@ -215,18 +216,24 @@ class _Builder:
             c.lines += inner.lines
             c.arrays += inner.arrays
             return
-        k, r = c.const(_Cell()), c.var()
-        c.lines += [f"if {k}.ref() is {var}:", f"    {r} = {k}.arrays", "else:"]
-        c.lines += [f"    {line}" for line in inner.lines]
-        c.lines.append(f"    {r} = [{', '.join(inner.arrays)}]")
-        c.lines.append(f"    {k}.remember({var}, {r})")
+        r = c.var()
+        lines = [*inner.lines, f"{r} = [{', '.join(inner.arrays)}]"]
+        self.behind_cell(c, var, r, lines)
         c.arrays.append(f"*{r}")
+
+    def behind_cell(self, c: _Code, var: str, r: str, lines: list[str]) -> None:
+        """`lines` (which set `r` to the arrays of `var`), skipped when `var` is the
+        object a cell remembers; the cell remembers what they found."""
+        k = c.const(_Cell())
+        c.lines += [f"if {k}.ref() is {var}:", f"    {r} = {k}.arrays", "else:"]
+        c.lines += [f"    {line}" for line in lines]
+        c.lines.append(f"    {k}.remember({var}, {r})")
 
     def memo_or_walk(self, c: _Code, var: str, obj: Any, treedef: Any) -> None:
         """An outermost Module: inline checks when it is small, else a memo hit or
         its generated walk."""
         typ, aux = treedef.node_data()
-        if treedef.num_leaves < MEMO_MIN_LEAVES:
+        if treedef.num_nodes < MEMO_MIN_NODES:
             self.small(c, var, obj, typ, aux, treedef.children())
             return
         walk = self.code()
@@ -247,7 +254,7 @@ class _Builder:
             c.lines += [f"{r} = {name}({var})", f"if {r} is None: return None"]
         else:
             t = c.const(token)
-            c.lines += [
+            lines = [
                 f"{e} = memo_get(id({var}))",
                 f"if {e} is not None and {e}[0]() is {var} and {e}[2] is {t} "
                 f"and ({e}[3] is None or fresh({e})):",
@@ -256,9 +263,22 @@ class _Builder:
                 f"    {r} = {name}({var})",
                 f"    if {r} is None: return None",
             ]
+            if treedef.num_nodes < CELL_MAX_NODES and not walk.conts:
+                # The cell remembers what a walk found (a memo hit is a model
+                # that a step returned: a new object each call).
+                k = c.const(_Cell())
+                c.lines += [f"if {k}.ref() is {var}:", f"    {r} = {k}.arrays", "else:"]
+                c.lines += [f"    {line}" for line in lines]
+                c.lines.append(f"        {k}.remember({var}, {r})")
+            else:
+                c.lines += lines
         c.arrays.append(f"*{r}")
 
 
+# Memoised Modules of fewer nodes than this are also compared with a cell first
+# (one weak-reference call, cheaper than the memo's lookup): a small model passed
+# again, as in inference, is then as cheap as the smallest ones.
+CELL_MAX_NODES = 48
 CELL_TRIES = 8
 
 

@@ -43,7 +43,7 @@ from .._messages import (
 )
 from .._module import Module
 from ._codegen import Namespace
-from ._memo import MEMO_MIN_LEAVES, record, token_for
+from ._memo import MEMO_MIN_NODES, record, token_for
 
 
 # The array types a guard or a memo entry accepts as array leaves (a jax.Array that
@@ -217,7 +217,7 @@ class _Writer:
         elif names:
             self.lines.append(f"d = {var}.__dict__")
             self.lines += [f"d[{n!r}] = {v}" for n, v in zip(names, values)]
-        if outermost and treedef.num_leaves >= MEMO_MIN_LEAVES:
+        if outermost and treedef.num_nodes >= MEMO_MIN_NODES:
             self.memoise(var, treedef, start_leaf, start, inner)
         return var
 
