@@ -140,17 +140,6 @@ def _raise_translated(e: Exception) -> None:
     raise err from None
 
 
-def _public_error(e: Exception) -> Exception:
-    """The exception a call raises for `e`: a failed `error_if` check reported by
-    JAX becomes `EquinoxRuntimeError`; either way without ecliptic's frames."""
-    if isinstance(e, (_JaxRuntimeError, ValueError)):
-        err = runtime_error_from(e)
-        if err is not None:
-            e = err
-    hide_internal_frames(e)
-    return e
-
-
 class Dispatcher:
     """Everything about one `filter_jit` wrapper that is not a PyTree: its
     signature, the donation mode, its guards and its ordinary path.
@@ -326,10 +315,14 @@ class _JitWrapper(MethodWrapper):
                 return out[0](out[1])
             return out
         except Exception as e:
-            err = _public_error(e)
-            if err is e:
-                raise
-            raise err from None
+            if isinstance(e, (_JaxRuntimeError, ValueError)):
+                try:
+                    _raise_translated(e)
+                except Exception as translated:
+                    hide_internal_frames(translated)
+                    raise
+            hide_internal_frames(e)
+            raise
 
     def lower(self, /, *args, **kwargs) -> Lowered:
         """Lowers for these arguments without running; see [`Lowered`][]."""
