@@ -35,6 +35,7 @@ SCRIPTS = [
     "serialisation.py",
     "neural_ode.py",
     "language_model.py",
+    "parallelism.py",
 ]
 
 
@@ -190,6 +191,7 @@ DOC_PAGES = [
     "docs/recurrent.md",
     "docs/stacks.md",
     "docs/decoding.md",
+    "docs/parallelism.md",
 ]
 CODE_BLOCK = re.compile(r"(<!-- skip-snippet -->\n)?```python\n(.*?)```", re.DOTALL)
 

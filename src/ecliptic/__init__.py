@@ -20,6 +20,7 @@ from ._checks import (
     EquinoxRuntimeError as EquinoxRuntimeError,
     EquinoxTracetimeError as EquinoxTracetimeError,
     ShapeError as ShapeError,
+    StateDictError as StateDictError,
 )
 from ._custom import (
     filter_closure_convert as filter_closure_convert,
@@ -38,6 +39,13 @@ from ._filters import (
     is_inexact_array as is_inexact_array,
     is_inexact_array_like as is_inexact_array_like,
     partition as partition,
+)
+from ._interop import (
+    load_safetensors as load_safetensors,
+    load_state_dict as load_state_dict,
+    LoadReport as LoadReport,
+    save_safetensors as save_safetensors,
+    state_dict as state_dict,
 )
 from ._leading import vmap_leading as vmap_leading
 from ._make_jaxpr import filter_make_jaxpr as filter_make_jaxpr
@@ -67,11 +75,24 @@ from ._serialisation import (
     tree_deserialise_leaves as tree_deserialise_leaves,
     tree_serialise_leaves as tree_serialise_leaves,
 )
-from ._sharding import filter_shard as filter_shard
+from ._sharding import (
+    data_parallel as data_parallel,
+    describe_sharding as describe_sharding,
+    filter_shard as filter_shard,
+    filter_shard_map as filter_shard_map,
+    fsdp as fsdp,
+    shard_model as shard_model,
+    sharding_plan as sharding_plan,
+    ShardingRules as ShardingRules,
+)
 from ._summary import (
     SummaryRow as SummaryRow,
     tree_summary as tree_summary,
     TreeSummary as TreeSummary,
+)
+from ._tensor_parallel import (
+    fsdp_tensor_parallel as fsdp_tensor_parallel,
+    tensor_parallel as tensor_parallel,
 )
 from ._tree import (
     tree_at as tree_at,

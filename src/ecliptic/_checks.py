@@ -523,3 +523,38 @@ def dtype_error(
         f"input with `{name}.astype(jnp.{p})`, or build the layer with "
         f"`dtype=jnp.{x}`."
     )
+
+
+class StateDictError(ValueError):
+    """Raised by [`ecliptic.load_state_dict`][] and [`ecliptic.load_safetensors`][]
+    (strict mode) when the incoming tensors do not fit the model: every missing key,
+    unexpected key and shape or dtype mismatch is listed at once, and nothing is
+    loaded.
+
+    **Attributes:**
+
+    - `missing`: the names the model needs that were not given, a list of `str`.
+    - `unexpected`: the given names (after renaming) the model has no place for.
+    - `mismatched`: one tuple `(name, expected_shape, expected_dtype, found_shape,
+        found_dtype)` per tensor whose shape or dtype differs (shapes are tuples of
+        ints, dtypes `numpy.dtype`s).
+    """
+
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[tuple[str, tuple[int, ...], Any, tuple[int, ...], Any]]
+
+    def __init__(
+        self,
+        message: str,
+        missing: Sequence[str] = (),
+        unexpected: Sequence[str] = (),
+        mismatched: Sequence[tuple[str, Any, Any, Any, Any]] = (),
+    ):
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = [tuple(m) for m in mismatched]  # pyright: ignore
+
+
+StateDictError.__module__ = "ecliptic"

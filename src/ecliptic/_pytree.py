@@ -6,6 +6,8 @@ cannot live in `_tree.py` above `_module/`).
   for hot paths that need no treedef (`_dispatch`'s guards, `tree_check`).
 - `tree_flatten_one_level(node)` (public): `(children, treedef)`, for code that
   rebuilds the node from its children (`tree_at`).
+- `dotted_path(keypath)`: a key path as the dotted name PyTorch state dicts and the
+  sharding rules use (`layers[0].weight` -> `"layers.0.weight"`).
 
 The public names are re-exported from `_tree.py` (and from there by `ecliptic`).
 """
@@ -33,6 +35,32 @@ PyTreeDef = Any
 # one-level flatten bound to the default registry, so a call is one C call. Every
 # one-level flatten that needs no treedef uses it.
 flatten_one_level = jtu.default_registry.flatten_one_level
+
+
+def dotted_path(keypath: tuple[Any, ...]) -> str:
+    """The dotted name of a key path, as PyTorch's state dicts spell parameter names:
+    attributes by name, sequence items by index, dictionary entries by key
+    (`.layers[0].weight` -> `"layers.0.weight"`, `["a"].b` -> `"a.b"`).
+
+    **Arguments:**
+
+    - `keypath`: a key path, as `jax.tree_util.tree_flatten_with_path` gives it.
+
+    **Returns:** the dotted name; `""` for the root.
+    """
+    parts = []
+    for key in keypath:
+        if isinstance(key, jtu.GetAttrKey):
+            parts.append(key.name)
+        elif isinstance(key, jtu.SequenceKey):
+            parts.append(str(key.idx))
+        elif isinstance(key, jtu.DictKey):
+            parts.append(str(key.key))
+        elif isinstance(key, jtu.FlattenedIndexKey):
+            parts.append(str(key.key))
+        else:
+            parts.append(str(key).strip(".[]'\""))
+    return ".".join(parts)
 
 
 def tree_flatten_one_level(pytree: PyTree) -> tuple[list[PyTree], PyTreeDef]:

@@ -110,6 +110,16 @@ from ._internal import (
     tqdm_missing_error as tqdm_missing_error,
     vprim_zero_error as vprim_zero_error,
 )
+from ._interop import (
+    interop_load_report_text as interop_load_report_text,
+    interop_metadata_error as interop_metadata_error,
+    interop_rename_collision_error as interop_rename_collision_error,
+    interop_rename_error as interop_rename_error,
+    interop_state_dict_error as interop_state_dict_error,
+    interop_state_required_error as interop_state_required_error,
+    interop_unsupported_layer_error as interop_unsupported_layer_error,
+    interop_value_error as interop_value_error,
+)
 from ._loops import (
     base_value_error as base_value_error,
     body_structure_error as body_structure_error,
@@ -252,6 +262,35 @@ from ._runtime import (
     on_error_value_error as on_error_value_error,
     store_dce_outside_jit_error as store_dce_outside_jit_error,
     too_many_traces_message as too_many_traces_message,
+)
+from ._sharding import (
+    describe_in_spec as describe_in_spec,
+    describe_mesh as describe_mesh,
+    describe_no_rule as describe_no_rule,
+    describe_rule as describe_rule,
+    describe_spec as describe_spec,
+    shard_map_kwargs_error as shard_map_kwargs_error,
+    shard_map_spec_leaf_error as shard_map_spec_leaf_error,
+    shard_map_specs_prefix_error as shard_map_specs_prefix_error,
+    sharding_axis_error as sharding_axis_error,
+    sharding_batch_axis_error as sharding_batch_axis_error,
+    sharding_batch_type_error as sharding_batch_type_error,
+    sharding_divisible_error as sharding_divisible_error,
+    sharding_frozen_error as sharding_frozen_error,
+    sharding_fsdp_axis_error as sharding_fsdp_axis_error,
+    sharding_heads_error as sharding_heads_error,
+    sharding_match_type_error as sharding_match_type_error,
+    sharding_mesh_type_error as sharding_mesh_type_error,
+    sharding_min_size_error as sharding_min_size_error,
+    sharding_name_type_error as sharding_name_type_error,
+    sharding_rank_error as sharding_rank_error,
+    sharding_repeat_axis_error as sharding_repeat_axis_error,
+    sharding_result_type_error as sharding_result_type_error,
+    sharding_rule_type_error as sharding_rule_type_error,
+    sharding_rules_type_error as sharding_rules_type_error,
+    sharding_same_axes_error as sharding_same_axes_error,
+    sharding_spec_type_error as sharding_spec_type_error,
+    sharding_unmatched_error as sharding_unmatched_error,
 )
 from ._stack import (
     stack_carry_error as stack_carry_error,

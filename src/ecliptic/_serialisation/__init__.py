@@ -400,6 +400,16 @@ def tree_serialise_leaves(
     A trailing checksum record lets [`ecliptic.tree_deserialise_leaves`][] detect
     corruption; Equinox ignores it.
 
+    Sharded arrays (a model placed with [`ecliptic.shard_model`][] or
+    [`ecliptic.filter_shard`][]) are gathered to the host first: the file holds each
+    whole array, one record per leaf, however it was laid out across devices, so it
+    can be loaded on any number of devices. Gathering needs the whole array in host
+    memory and every shard addressable from this process; for models too large for
+    that, or for several hosts, save with orbax-checkpoint instead. To restore
+    sharded, load into a `like` tree and then place it:
+    `model = ecliptic.filter_shard(tree_deserialise_leaves(path, like),
+    ecliptic.sharding_plan(like, mesh, rules))`.
+
     **Arguments:**
 
     - `path_or_file`: a path, or a binary file-like object open for writing.

@@ -6,10 +6,11 @@ from typing import Any
 
 import jax
 import jax.lax as lax
+from jax.core import Tracer
 from jaxtyping import PyTree
 
-from ._filters import combine, is_array, partition
-from ._wrap import api_boundary
+from .._filters import combine, is_array, partition
+from .._wrap import api_boundary
 
 
 @api_boundary
@@ -21,7 +22,7 @@ def filter_shard(
     leaves pass through unchanged.
 
     Inside `jit` this is `jax.lax.with_sharding_constraint`; outside it moves the
-    arrays, like `jax.device_put`.
+    arrays with `jax.device_put`.
 
     **Arguments:**
 
@@ -37,5 +38,10 @@ def filter_shard(
     else:
         shardings = device_or_shardings
     dynamic, static = partition(x, is_array)
-    dynamic = lax.with_sharding_constraint(dynamic, shardings)
+    if any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(dynamic)):
+        dynamic = lax.with_sharding_constraint(dynamic, shardings)
+    else:
+        # Outside a trace, place the arrays. (`device_put` also accepts meshes with
+        # `Explicit` axes, the default of `jax.make_mesh`.)
+        dynamic = jax.device_put(dynamic, shardings)
     return combine(dynamic, static)
