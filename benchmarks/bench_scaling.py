@@ -18,9 +18,13 @@ The floor is a raw `jax.jit` of the same function on the flat list of array leav
 (for the step: optax state of that list). Every call is timed *interleaved*: each
 timed loop alternates the library's call with a small unrelated `jax.jit` call (as
 any program does between steps: metrics, data preparation), and the libraries take
-turns within each round. Each figure is the median over rounds of the mean time of a
-loop that ends by blocking on the last result (wall time, microseconds per call;
-the unrelated call's own time, measured alone, is subtracted). The script prints a
+turns within each round, in an order rotated from round to round. Each time is the
+median over rounds of the mean time of a loop that ends by blocking on the last result
+(wall time, microseconds per call; the unrelated call's own time, measured alone in the
+same round, is subtracted); each ratio is the median over rounds of the ratio to the
+floor in the same round (paired: a training step's time drifts by 10-30% over a run on
+a 2-core machine, as XLA's threads and the collector share the cores, and pairing
+keeps that drift out of the ratio). The script prints a
 table with the ratio to the floor and the overhead per array leaf above the floor,
 and writes a plot of the ratio against the number of leaves.
 """
@@ -121,9 +125,13 @@ def _nnx_forward(depth: int, x):
 
 def _interleaved(
     calls: dict[str, Callable[[], object]], number: int, rounds: int
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, float]]:
     """Median over rounds of the mean wall time per call (microseconds), each call
-    followed by an unrelated small `jax.jit` call whose own cost is subtracted."""
+    followed by an unrelated small `jax.jit` call whose own cost (timed alone in the
+    same round) is subtracted; and the median over rounds of each library's ratio to
+    the floor *in the same round* (paired, so that load and the state of the
+    machine, which drift from round to round, hit both sides of a ratio alike).
+    The libraries take turns in an order rotated from round to round."""
     v = jnp.ones(8)
     other = jax.jit(lambda v: v * 2.0 + 1.0)
     for call in [*calls.values(), lambda: other(v)]:
@@ -139,18 +147,23 @@ def _interleaved(
         jax.block_until_ready(out)
         return (time.perf_counter() - start) / n * 1e6
 
+    names = list(calls)
     samples: dict[str, list[float]] = {k: [] for k in calls}
-    alone: list[float] = []
-    for _ in range(rounds):
-        for name, call in calls.items():
-            samples[name].append(loop(call, number))
+    for r in range(rounds):
         start = time.perf_counter()
         for _ in range(number):
             out = other(v)
         jax.block_until_ready(out)
-        alone.append((time.perf_counter() - start) / number * 1e6)
-    base = statistics.median(alone)
-    return {k: statistics.median(s) - base for k, s in samples.items()}
+        alone = (time.perf_counter() - start) / number * 1e6
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            samples[name].append(loop(calls[name], number) - alone)
+    floor = samples["floor"]
+    medians = {k: statistics.median(s) for k, s in samples.items()}
+    ratios = {
+        k: statistics.median(x / f for x, f in zip(s, floor))
+        for k, s in samples.items()
+    }
+    return medians, ratios
 
 
 def _calls(kind: str, depth: int, with_nnx: bool):
@@ -210,7 +223,7 @@ def main() -> None:
     parser.add_argument("--plot", default="benchmarks/scaling.png")
     parser.add_argument("--no-nnx", action="store_true")
     opts = parser.parse_args()
-    rounds = 5 if opts.quick else 9
+    rounds = 7 if opts.quick else 15
     print(f"jax {jax.__version__}, equinox {equinox.__version__}; wall us per call")
     print("| row | leaves | floor | ecliptic | Equinox | Flax NNX | ecliptic us/leaf |")
     print("|---|---|---|---|---|---|---|")
@@ -219,17 +232,17 @@ def main() -> None:
         for depth in opts.depths:
             calls = _calls(kind, depth, not opts.no_nnx)
             number = max(5, min(200, 20000 // (depth + 20)))
-            t = _interleaved(calls, number, rounds)
+            t, ratio = _interleaved(calls, number, rounds)
             leaves = 2 * depth
             row = {"kind": kind, "depth": depth, "leaves": leaves, "nnx": float("nan")}
-            row.update(t)
+            row.update(ratio)
             rows.append(row)
             floor = t["floor"]
 
-            def cell(name, t=t, floor=floor):
+            def cell(name, t=t, ratio=ratio):
                 if name not in t:
                     return "not measured"
-                return f"{t[name]:.0f} ({t[name] / floor:.2f}x)"
+                return f"{t[name]:.0f} ({ratio[name]:.2f}x)"
 
             per_leaf = (t["ecliptic"] - floor) / leaves
             print(

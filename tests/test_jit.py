@@ -235,9 +235,8 @@ def test_bad_options():
     for name in ("static_argnums", "static_argnames", "donate_argnums"):
         with pytest.raises(ValueError, match=f"does not accept `{name}=`"):
             filter_jit(f, **{name: 0})
-    for name in ("in_shardings", "out_shardings"):
-        with pytest.raises(ValueError, match=f"does not accept `{name}=`"):
-            filter_jit(f, **{name: None})
+    with pytest.raises(ValueError, match="does not accept `in_shardings=`"):
+        filter_jit(f, in_shardings=None)
     for name in ("default", "fn", "args", "kwargs", "out"):
         with pytest.raises(ValueError, match=f"no longer accepts `{name}=`"):
             filter_jit(f, **{name: None})
@@ -454,3 +453,23 @@ def test_non_array_outputs_keep_jax_cpp_dispatch(monkeypatch):
     assert calls == []
     assert tag == "done" and model.activation is jax.nn.relu
     assert jnp.array_equal(model.weight, jnp.full(3, 7.0))
+
+
+def test_out_shardings_lay_out_the_output():
+    # `out_shardings` (a prefix of the output, `None` where there are no arrays) is
+    # a constraint inside the trace: the output's arrays come back laid out so.
+    device = jax.devices()[0]
+    one = jax.sharding.SingleDeviceSharding(device)
+    f = filter_jit(
+        lambda x: ({"w": x * 2, "name": "w"}, x + 1),
+        out_shardings=({"w": one, "name": None}, one),
+    )
+    (tree, y) = f(jnp.arange(3.0))
+    assert tree["name"] == "w" and tree["w"].sharding == one and y.sharding == one
+    np.testing.assert_array_equal(tree["w"], [0.0, 2.0, 4.0])
+    assert "sharding" in f.lower(jnp.arange(3.0)).as_text()
+    g = filter_jit(
+        lambda x: ({"w": x * 2, "name": "w"}, x + 1), out_shardings=(None, one)
+    )
+    tree, y = g(jnp.arange(3.0))  # `None`: that part is left to XLA
+    assert tree["name"] == "w" and y.sharding == one

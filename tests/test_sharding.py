@@ -538,6 +538,18 @@ for name, (mesh, rules) in presets.items():
     assert out.sharding.is_equivalent_to(batch, out.ndim), (name, out.sharding)
     print("preset", name, split)
 
+# filter_jit's out_shardings: the returned model is laid out by the plan.
+plan = eqx.sharding_plan(model, line, eqx.fsdp(min_size=64))
+double = eqx.filter_jit(
+    lambda m: eqx.apply_updates(m, eqx.filter(m, eqx.is_array)), out_shardings=plan
+)
+doubled = double(model)
+for a, s in zip(arrays(doubled), jax.tree.leaves(plan), strict=True):
+    assert a.sharding.is_equivalent_to(s, a.ndim), (a.sharding, s)
+twice = eqx.apply_updates(model, eqx.filter(model, eqx.is_array))
+assert eqx.tree_equal(doubled, twice)
+print("out_shardings")
+
 # Adam's moments are laid out like the parameters (`init` run eagerly).
 params = eqx.filter(eqx.shard_model(model, line, eqx.fsdp(min_size=64)), eqx.is_array)
 state = optax.adam(1e-3).init(params)
@@ -614,4 +626,5 @@ def test_declared_sharding_on_eight_devices(tmp_path):
     assert presets.keys() == {"dp", "fsdp", "tp", "fsdp_tp"}
     assert presets["dp"] == 0 and min(presets["fsdp"], presets["tp"]) > 0
     assert "optax" in out and "shard_map" in out and "serialise" in out
+    assert "out_shardings" in out
     assert "orbax {'data': 8}" in out and "orbax {'data': 2, 'model': 4}" in out

@@ -31,7 +31,7 @@ import jax
 import jax.tree_util as jtu
 import numpy as np
 
-from ._filters import is_array
+from ._filters import combine, is_array, partition
 from ._messages import removed_kwarg_error, unhashable_static_error
 from ._module import Module, Partial
 from ._tracebacks import (
@@ -162,6 +162,29 @@ def check_removed_kwargs(
 
 
 # -- hashable static leaves ---------------------------------------------------------
+
+
+def constrain(x: PyTree, shardings: Any) -> PyTree:
+    """`x` with its array leaves constrained to `shardings` inside a trace
+    (`jax.lax.with_sharding_constraint`); other leaves pass through.
+
+    **Arguments:**
+
+    - `x`: any PyTree (a model, an output tuple, ...), traced.
+    - `shardings`: a `jax.sharding.Sharding`, or a PyTree of them whose structure is
+        a prefix of `x`; `None` leaves that part of `x` unconstrained.
+
+    **Returns:** `x` with the constraints.
+    """
+
+    def one(sharding: Any, part: PyTree) -> PyTree:
+        if sharding is None:
+            return part
+        return jax.lax.with_sharding_constraint(part, sharding)
+
+    dynamic, static = partition(x, is_array)
+    dynamic = jtu.tree_map(one, shardings, dynamic, is_leaf=is_none)
+    return combine(dynamic, static)
 
 
 def static_leaves(leaves: Sequence[Any]) -> tuple[Any, ...]:

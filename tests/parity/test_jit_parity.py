@@ -110,7 +110,7 @@ def test_donation_pattern(donate):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"static_argnums": 0}, {"donate_argnums": 0}, {"out_shardings": None}, {"fn": 1}],
+    [{"static_argnums": 0}, {"donate_argnums": 0}, {"in_shardings": None}, {"fn": 1}],
 )
 def test_rejected_jit_options(kwargs):
     for lib in LIBS:

@@ -59,7 +59,7 @@ Donate = Literal["all", "all-except-first", "warn", "warn-except-first", "none"]
 
 _JaxRuntimeError = jax.errors.JaxRuntimeError
 _FORBIDDEN = ("static_argnums", "static_argnames", "donate_argnums")
-_FORBIDDEN += ("in_shardings", "out_shardings")
+_FORBIDDEN += ("in_shardings",)
 # (donate first-argument arrays, donate the other arrays, silence unusable-buffer
 # warnings)
 _DONATE_MODES = {
@@ -372,7 +372,12 @@ def filter_jit(fun=None, *, donate: Donate = "none", **jitkwargs):
         `"warn-except-first"` (the same, without silencing JAX's "donated buffers
         were not usable" warning), or `"none"` (default).
     - `**jitkwargs`: passed to `jax.jit` (not `static_argnums`, `static_argnames`,
-        `donate_argnums`, `in_shardings` or `out_shardings`).
+        `donate_argnums` or `in_shardings`: place the arguments with
+        [`ecliptic.filter_shard`][] instead). `out_shardings` is a sharding, or a
+        PyTree of them that is a prefix of the output (`None` leaves a part to XLA),
+        such as `(plan, state_plan, None)` with `plan` from
+        [`ecliptic.sharding_plan`][]: the output's arrays are laid out so (a
+        sharding constraint on the output, inside the trace).
 
     **Returns:** the compiled function (a Module). Non-array outputs are returned as
     they are. It has `.lower(*args, **kwargs)`, and it does not block: it returns as

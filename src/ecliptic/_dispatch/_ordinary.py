@@ -27,7 +27,7 @@ import jax.tree_util as jtu
 
 from .._caches import BoundedCache
 from .._filters import is_array
-from .._wrap import hashable_static, static_leaves
+from .._wrap import constrain, hashable_static, static_leaves
 from ._output import split_output
 
 
@@ -111,7 +111,10 @@ class Ordinary:
         self.name, self.qualname = name, qualname
         self.fun_treedef, self.fun_static = fun_treedef, fun_static
         self.donate_argnums = donate_argnums
-        self.jitkwargs = jit
+        # `out_shardings` is applied inside the trace (the compiled function's own
+        # outputs are flat lists, not the user's structure).
+        self.out_shardings = jit.get("out_shardings")
+        self.jitkwargs = {k: v for k, v in jit.items() if k != "out_shardings"}
         key = (fun_treedef, fun_static, donate_argnums, tuple(sorted(jit.items())))
         try:
             table = _TABLES.get(key)
@@ -165,13 +168,17 @@ class Ordinary:
 
     def make_entry(self, in_treedef, in_static: tuple | None, has_kwargs: bool):
         fun_treedef, fun_static = self.fun_treedef, self.fun_static
+        out_shardings = self.out_shardings
 
         def flat_fun(fun_arrays, *arrays):
             fun = rebuild(fun_treedef, fun_static, fun_arrays)
             dyn = arrays[0] if len(arrays) == 1 else (*arrays[0], *arrays[1])
             tree = rebuild(in_treedef, in_static, dyn)
             args, kwargs = tree if has_kwargs else (tree, {})
-            return split_output(fun(*args, **kwargs))
+            out = fun(*args, **kwargs)
+            if out_shardings is not None:
+                out = constrain(out, out_shardings)
+            return split_output(out)
 
         flat_fun.__name__ = self.name
         flat_fun.__qualname__ = self.qualname

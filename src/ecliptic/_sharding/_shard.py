@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.lax as lax
 from jax.core import Tracer
 from jaxtyping import PyTree
 
 from .._filters import combine, is_array, partition
-from .._wrap import api_boundary
+from .._wrap import api_boundary, constrain
 
 
 @api_boundary
@@ -39,9 +38,7 @@ def filter_shard(
         shardings = device_or_shardings
     dynamic, static = partition(x, is_array)
     if any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(dynamic)):
-        dynamic = lax.with_sharding_constraint(dynamic, shardings)
-    else:
-        # Outside a trace, place the arrays. (`device_put` also accepts meshes with
-        # `Explicit` axes, the default of `jax.make_mesh`.)
-        dynamic = jax.device_put(dynamic, shardings)
-    return combine(dynamic, static)
+        return constrain(x, shardings)
+    # Outside a trace, place the arrays. (`device_put` also accepts meshes with
+    # `Explicit` axes, the default of `jax.make_mesh`.)
+    return combine(jax.device_put(dynamic, shardings), static)
