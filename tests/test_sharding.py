@@ -529,13 +529,17 @@ for name, (mesh, rules) in presets.items():
         assert local == s.shard_shape(a.shape), (name, local, s)
         split += local != a.shape
     assert (split > 0) == (name != "dp"), (name, split)
-    batch = rules.batch_sharding(mesh)
-    xs, ys = jax.device_put((x, y), batch)
-    trained, out, losses = train(sharded, xs, ys, plan, batch)
-    np.testing.assert_allclose(losses, reference, rtol=1e-5)
-    for a, s in zip(arrays(trained), jax.tree.leaves(plan), strict=True):
-        assert a.sharding.is_equivalent_to(s, a.ndim), (name, a.sharding, s)
-    assert out.sharding.is_equivalent_to(batch, out.ndim), (name, out.sharding)
+    if name in ("fsdp", "fsdp_tp"):
+        # Training, here for the presets with sharded parameters on each mesh
+        # (every preset trains to the single-device loss in
+        # `examples/parallelism.py`, which its smoke test asserts).
+        batch = rules.batch_sharding(mesh)
+        xs, ys = jax.device_put((x, y), batch)
+        trained, out, losses = train(sharded, xs, ys, plan, batch)
+        np.testing.assert_allclose(losses, reference, rtol=1e-5)
+        for a, s in zip(arrays(trained), jax.tree.leaves(plan), strict=True):
+            assert a.sharding.is_equivalent_to(s, a.ndim), (name, a.sharding, s)
+        assert out.sharding.is_equivalent_to(batch, out.ndim), (name, out.sharding)
     print("preset", name, split)
 
 # filter_jit's out_shardings: the returned model is laid out by the plan.

@@ -295,7 +295,7 @@ _pads = st.one_of(
 )
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     size=st.integers(3, 9),
     kernel=st.integers(1, 4),
@@ -313,7 +313,7 @@ def test_conv1d_property(size, kernel, stride, dilation, padding, mode, seed):
     _same_output(make, x, seed)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     size=st.integers(2, 6),
     kernel=st.integers(1, 4),
@@ -344,7 +344,7 @@ def test_conv_transpose1d_property(
     _same_output(make, x, seed)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     size=st.integers(2, 9),
     kernel=st.integers(1, 3),
@@ -361,7 +361,7 @@ def test_pool1d_property(size, kernel, stride, padding, ceil, avg, seed):
     _same_output(make, x, seed)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(size=st.integers(1, 12), target=st.integers(1, 12), seed=st.integers(0, 100))
 def test_adaptive_pool1d_property(size, target, seed):
     x = jr.normal(jr.PRNGKey(seed), (2, size))

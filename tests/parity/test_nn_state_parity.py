@@ -38,7 +38,7 @@ def _state_keys(state):
     return list(jtu.tree_flatten(state)[1].node_data()[1])
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(
     heads=st.integers(1, 3),
     head_size=st.integers(1, 3),
