@@ -36,9 +36,9 @@ def filter_shard(
         shardings = jax.sharding.SingleDeviceSharding(device_or_shardings)
     else:
         shardings = device_or_shardings
-    dynamic, static = partition(x, is_array)
-    if any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(dynamic)):
+    if any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(x)):
         return constrain(x, shardings)
     # Outside a trace, place the arrays. (`device_put` also accepts meshes with
     # `Explicit` axes, the default of `jax.make_mesh`.)
+    dynamic, static = partition(x, is_array)
     return combine(jax.device_put(dynamic, shardings), static)
