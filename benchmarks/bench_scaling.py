@@ -5,11 +5,13 @@ Run: `PYTHONPATH=src .venv/bin/python benchmarks/bench_scaling.py [--quick]
 
 The model is a stack of `depth` `nn.Linear(4, 4)` layers (two array leaves each) in a
 Module with a tuple of layers and two static fields (an activation function and an
-int), so compute is negligible and what is timed is the per-call overhead. Two rows
+int), so compute is negligible and what is timed is the per-call overhead. Three rows
 per depth:
 
 - **forward**: `filter_jit(lambda m, x: m(x))(model, x)`, the same model object each
   call (inference);
+- **model call**: `filter_jit(model)(x)` (the model is the jitted function; its
+  arrays are traced, not baked in), with the same floor as forward;
 - **train step**: the canonical Equinox step (`filter_value_and_grad`, `optax.adam`
   on `filter(model, is_array)`, `apply_updates`), model and optimiser state fed back,
   so each call brings new objects of the same structure.
@@ -71,6 +73,11 @@ def _forward(lib, depth: int, x):
     model = _stack(lib, depth)
     f = lib.filter_jit(lambda m, x: m(x))
     return lambda: f(model, x)
+
+
+def _model_call(lib, depth: int, x):
+    f = lib.filter_jit(_stack(lib, depth))
+    return lambda: f(x)
 
 
 def _step(lib, depth: int, x, y):
@@ -168,6 +175,12 @@ def _interleaved(
 
 def _calls(kind: str, depth: int, with_nnx: bool):
     x = jnp.ones(4)
+    if kind == "model call":
+        return {
+            "floor": _floor_forward(depth, x),
+            "ecliptic": _model_call(ecliptic, depth, x),
+            "equinox": _model_call(equinox, depth, x),
+        }
     if kind == "forward":
         calls = {
             "floor": _floor_forward(depth, x),
@@ -193,7 +206,7 @@ def _plot(rows: list[dict], path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     styles = {"ecliptic": "-", "equinox": "--", "nnx": ":"}
-    for kind, marker in (("forward", "o"), ("train step", "s")):
+    for kind, marker in (("forward", "o"), ("model call", "^"), ("train step", "s")):
         for lib, style in styles.items():
             pts = [
                 (r["leaves"], r[lib] / r["floor"]) for r in rows if r["kind"] == kind
@@ -219,7 +232,9 @@ def main() -> None:
     parser.add_argument(
         "--depths", type=int, nargs="+", default=[3, 10, 30, 100, 300, 1000]
     )
-    parser.add_argument("--kinds", nargs="+", default=["forward", "train step"])
+    parser.add_argument(
+        "--kinds", nargs="+", default=["forward", "model call", "train step"]
+    )
     parser.add_argument("--plot", default="benchmarks/scaling.png")
     parser.add_argument("--no-nnx", action="store_true")
     opts = parser.parse_args()

@@ -34,8 +34,18 @@ class Namespace:
         self._count += 1
         return f"{prefix}{self._count}"
 
-    def define(self, src: str, filename: str, name: str) -> Callable:
-        """Compiles `src` with these globals; returns its function `name`."""
+    def define(
+        self, src: str, filename: str, name: str, extra: dict | None = None
+    ) -> Callable:
+        """Compiles `src` with these globals (and `extra`, which the source uses by
+        name); returns its function `name`."""
+        return self.namespace(src, filename, extra)[name]
+
+    def namespace(self, src: str, filename: str, extra: dict | None = None) -> dict:
+        """Runs `src` with these globals and `extra`; returns the namespace (what
+        the source defined, by name)."""
         namespace = dict(self.values)
+        if extra:
+            namespace.update(extra)
         exec(compile(src, filename, "exec"), namespace)
-        return namespace[name]
+        return namespace

@@ -39,6 +39,7 @@ Modules below such a node are not memoised. Tracers, NumPy scalars and Modules w
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -57,9 +58,10 @@ from .._messages import (
 )
 from .._module import is_initialising, Module
 from .._pytree import flatten_one_level
+from .._tracebacks import hide_internal_frames
 from ._codegen import Namespace
 from ._memo import fresh, MEMO, MEMO_MIN_NODES, record, token_for
-from ._output import ARRAY_TYPES
+from ._output import ARRAY_TYPES, Packed
 
 
 class _Unsupported(Exception):
@@ -69,15 +71,16 @@ class _Unsupported(Exception):
 class _Code:
     """The source lines, constants and array variables of one generated function."""
 
-    def __init__(self, ns: Namespace):
+    def __init__(self, ns: Namespace, fail: str = "None"):
         self.lines: list[str] = []
         self.arrays: list[str] = []
         self.conts: list[str] = []
         self.memo_safe = True
+        self.fail = fail  # what the function returns on a failed check
         self.const, self.var = ns.const, ns.var
 
     def fail_unless(self, condition: str) -> None:
-        self.lines.append(f"if not ({condition}): return None")
+        self.lines.append(f"if not ({condition}): return {self.fail}")
 
     def same_value(self, var: str, value: Any) -> None:
         # What a tuple comparison does per item: identity first, then `==`.
@@ -110,8 +113,8 @@ class _Builder:
         self.walks: list[str] = []
         self.lines_total = 0
 
-    def code(self) -> _Code:
-        return _Code(self.ns)
+    def code(self, fail: str = "None") -> _Code:
+        return _Code(self.ns, fail)
 
     def leaf(self, c: _Code, var: str, obj: Any) -> None:
         expected = self.leaves[self.cursor]
@@ -210,7 +213,7 @@ class _Builder:
         """A small outermost Module: its checks inline, skipped when it is the same
         object as last time (if it holds no list or dict and no node of unknown
         mutability)."""
-        inner = self.code()
+        inner = self.code(c.fail)
         self.module(inner, var, obj, typ, aux, subtrees)
         if not inner.memo_safe or inner.conts:
             c.lines += inner.lines
@@ -251,7 +254,7 @@ class _Builder:
         self.lines_total += len(walk.lines)
         e, r = c.var(), c.var()
         if token is None:
-            c.lines += [f"{r} = {name}({var})", f"if {r} is None: return None"]
+            c.lines += [f"{r} = {name}({var})", f"if {r} is None: return {c.fail}"]
         else:
             t = c.const(token)
             lines = [
@@ -261,7 +264,7 @@ class _Builder:
                 f"    {r} = {e}[1]",
                 "else:",
                 f"    {r} = {name}({var})",
-                f"    if {r} is None: return None",
+                f"    if {r} is None: return {c.fail}",
             ]
             if treedef.num_nodes < CELL_MAX_NODES and not walk.conts:
                 # The cell remembers what a walk found (a memo hit is a model
@@ -315,23 +318,50 @@ def _dead() -> None:
     return None
 
 
-def _function(name: str, arg: str, body: list[str]) -> str:
+def _function(name: str, arg: str, body: list[str], fail: str = "None") -> str:
     lines = "\n".join("        " + line for line in body)
     return (
         f"def {name}({arg}):\n    try:\n{lines}\n"
-        "    except Exception:\n        return None\n"
+        f"    except Exception:\n        return {fail}\n"
     )
+
+
+class _Miss:
+    """The type of `MISS`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISS"
+
+
+# What a guard's `run` returns when the arguments have another structure (any other
+# value, `None` included, is the output of the compiled function).
+MISS = _Miss()
+# The file name of generated code: inside this package, so that tracebacks drop its
+# frames as they drop ecliptic's (`_tracebacks.hide_internal_frames`).
+_FILENAME = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "<generated guard>"
+)
+
+
+def _never(fun_arrays: Any, args: tuple) -> Any:
+    """The `run` of a dispatcher's `none` guard: no structure passes it."""
+    return MISS
 
 
 class Guard:
     """A generated check for one argument structure, and where it leads.
 
-    - `check(args)`: the arrays of `args` in flatten order, or `None` when `args`
-        have another structure.
-    - `entry`, `n_first`: the compiled entry this structure calls, and how many of
-        the arrays belong to the first argument (for donation).
-    - `call(fun_arrays, arrays)`: what the hot path calls: `entry` itself, or a
-        wrapper that splits the arrays for donation.
+    - `run(fun_arrays, args)`: checks `args`; when they have this structure, notes
+        the hit on its dispatcher, calls the compiled function with `fun_arrays`
+        and the arrays of `args` as positional arguments and returns the user's
+        output; else returns `MISS`.
+    - `fast(*args, **kwargs)`: for a function that holds no arrays, the whole call:
+        `run`'s checks and call, the dispatcher's `slow` path when they fail, and
+        the error handling of `filter_jit`'s boundary. The dispatcher's `fast` is the
+        `fast` of the guard it predicts, and the wrapper's `__call__` is that.
+    - `entry`: the compiled entry this structure calls.
     - `next`: the guard that passed on the call after this one passed (the hot
         path tries it first, so that two structures called in turn never fail a
         guard).
@@ -339,20 +369,133 @@ class Guard:
     - `source`: its source code, for debugging.
     """
 
-    __slots__ = ("check", "entry", "n_first", "next", "size", "source", "call")
+    __slots__ = ("run", "fast", "entry", "next", "size", "source")
 
-    def __init__(self, check, entry, n_first: int, size: int, source: str, call):
-        self.check = check
+    def __init__(self, entry: Any = None, size: int = 0):
+        self.run: Callable = _never
+        self.fast: Callable | None = None
         self.entry = entry
-        self.call = call
-        self.n_first = n_first
         self.next = self
         self.size = size
-        self.source = source
+        self.source = ""
+
+
+# What a guard does once its checks pass: tell its dispatcher (`advance` only when
+# the prediction changes: a loop of one structure writes nothing), then call.
+_HIT = [
+    "if G_SELF is not G_OWNER.last:",
+    "    G_OWNER.advance(G_SELF)",
+    "G_OWNER.hits += 1",
+    "out = G_CALL({arrays})",
+    "if type(out) is G_PACKED:",
+    "    return out[0](out[1])",
+    "return out",
+]
+# The boundary of a whole call (see `_jit._JitWrapper.__call__`): `fail` raises the
+# error to show (a failed `error_if` translated), then ecliptic's frames go.
+_BOUNDARY = [
+    "except Exception as e:",
+    "    try:",
+    "        G_OWNER.fail(e)",
+    "    except Exception as t:",
+    "        G_HIDE(t)",
+    "        raise",
+]
+
+
+def _indent(lines: list[str], depth: int) -> list[str]:
+    return [" " * depth + line for line in lines]
+
+
+def fast_entry(owner: Any) -> Callable:
+    """The `fast` of a dispatcher's `none` guard: every call takes `owner.slow`,
+    inside the boundary."""
+    body = ["def fast(*args, **kwargs):", "    try:"]
+    body += ["        return G_OWNER.slow((), args, kwargs)", *_indent(_BOUNDARY, 4)]
+    ns = Namespace({"G_OWNER": owner, "G_HIDE": hide_internal_frames})
+    return ns.define("\n".join(body) + "\n", _FILENAME, "fast")
+
+
+class GuardCode:
+    """The checks of one argument structure, before they become a function
+    (`build_guard`)."""
+
+    def __init__(self, builder: _Builder, top: _Code):
+        self.builder, self.top = builder, top
+        self.size = len(top.lines) + builder.lines_total
+
+    def check(self) -> tuple[Callable, str]:
+        """`(check, source)`: `check(args)` returns the arrays of `args` (a list),
+        or `None` when they have another structure."""
+        body = [*self.top.lines, f"return [{', '.join(self.top.arrays)}]"]
+        src = "\n".join(self.builder.walks) + _function("guard", "args", body)
+        ns = self.builder.ns
+        return ns.define(src, _FILENAME, "guard", {"MISS": None}), src
+
+    def runner(self, guard: Guard, owner: Any, call: Callable, n_fun: int) -> None:
+        """Sets `guard.run` (and, when `n_fun` is 0, `guard.fast`) and
+        `guard.source`. `owner` is the dispatcher: `last`, `hits`, `advance(guard)`,
+        `slow(fun_arrays, args, kwargs)` and `fail(e)`; `call(*fun_arrays,
+        *arrays)` runs the compiled function."""
+        arrays = ", ".join(([] if n_fun == 0 else ["*fa"]) + self.top.arrays)
+        hit = [line.format(arrays=arrays) for line in _HIT]
+        src = "\n".join(self.builder.walks)
+        src += _function("run", "fa, args", self.top.lines, "MISS")
+        src += "".join(f"    {line}\n" for line in hit)
+        if n_fun == 0:
+            checks = [line.replace("return MISS", "break") for line in self.top.lines]
+            lines = [
+                "def fast(*args, **kwargs):",
+                "    try:",
+                "        while not kwargs:",
+            ]
+            lines += ["            try:", *_indent(checks, 16)]
+            lines += ["            except Exception:", "                break"]
+            lines += [
+                *_indent(hit, 12),
+                "        return G_OWNER.slow((), args, kwargs)",
+            ]
+            src += "\n".join([*lines, *_indent(_BOUNDARY, 4)]) + "\n"
+        extra = {"MISS": MISS, "G_OWNER": owner, "G_SELF": guard, "G_CALL": call}
+        extra.update(G_PACKED=Packed, G_HIDE=hide_internal_frames)
+        namespace = self.builder.ns.namespace(src, _FILENAME, extra)
+        guard.run = namespace["run"]
+        guard.fast = namespace.get("fast")
+        guard.source = src
+
+
+def build_guard(args: tuple, leaves: list, treedef: Any) -> GuardCode:
+    """The checks of a guard for positional arguments like `args`.
+
+    **Arguments:**
+
+    - `args`: the positional arguments of a call (a tuple).
+    - `leaves`, `treedef`: `jax.tree_util.tree_flatten(args)`.
+
+    **Returns:** a `GuardCode`, whose checks pass for arguments of this treedef,
+    these leaf types and equal static leaves.
+
+    **Raises:** `ValueError` when this structure cannot be guarded.
+    """
+    b = _Builder(leaves)
+    top = b.code("MISS")
+    try:
+        if type(args) is not tuple or treedef.node_data() != (tuple, None):
+            raise _Unsupported(guard_arguments_message())
+        # Unpacking the root fails (-> MISS) on a wrong argument count.
+        names = top.unpack("args", len(args))
+        for name, x, sub in zip(names, args, treedef.children(), strict=True):
+            b.node(top, name, x, sub, True)
+    except (_Unsupported, TypeError, ValueError, AttributeError) as e:
+        raise unguardable_error(e) from None
+    if b.cursor != len(leaves):
+        raise guard_leaf_count_error()
+    return GuardCode(b, top)
 
 
 def make_guard(args: tuple, leaves: list, treedef: Any) -> tuple[Callable, int, str]:
-    """The check function of a guard for positional arguments like `args`.
+    """The check function of a guard for positional arguments like `args` (the
+    test hook; the dispatcher uses `build_guard(...).runner`).
 
     **Arguments:**
 
@@ -365,23 +508,9 @@ def make_guard(args: tuple, leaves: list, treedef: Any) -> tuple[Callable, int, 
 
     **Raises:** `ValueError` when this structure cannot be guarded.
     """
-    b = _Builder(leaves)
-    top = b.code()
-    try:
-        if type(args) is not tuple or treedef.node_data() != (tuple, None):
-            raise _Unsupported(guard_arguments_message())
-        # Unpacking the root fails (-> None) on a wrong argument count.
-        names = top.unpack("args", len(args))
-        for name, x, sub in zip(names, args, treedef.children(), strict=True):
-            b.node(top, name, x, sub, True)
-    except (_Unsupported, TypeError, ValueError, AttributeError) as e:
-        raise unguardable_error(e) from None
-    if b.cursor != len(leaves):
-        raise guard_leaf_count_error()
-    body = top.lines + [f"return [{', '.join(top.arrays)}]"]
-    src = "\n".join(b.walks) + _function("guard", "args", body)
-    guard = b.ns.define(src, "<ecliptic filter_jit guard>", "guard")
-    return guard, len(top.lines) + b.lines_total, src
+    code = build_guard(args, leaves, treedef)
+    check, src = code.check()
+    return check, code.size, src
 
 
-__all__ = ["Guard", "make_guard"]
+__all__ = ["build_guard", "fast_entry", "Guard", "GuardCode", "make_guard", "MISS"]

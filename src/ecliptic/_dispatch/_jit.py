@@ -4,13 +4,15 @@ A call tries two strategies in order (see this package's README):
 
 1. **Guards** (`_guard.py`), for calls without keyword arguments: the guard that
    passed on the call after the last guard that passed (a loop of one structure, or
-   two models in turn), then the function's other guards. A guard returns the
-   arrays of the arguments, or `None`.
+   two models in turn), then the function's other guards. A guard's `run` checks
+   the arguments and, when they pass, calls the compiled entry itself; else it
+   returns `MISS`.
 2. **The ordinary path** (`_ordinary.py`): flatten, look up, compile if new. The
    second time a structure reaches a compiled entry here, a guard is made for it.
 
-Both give a compiled entry and the list of arrays, called the same way, so they share
-JAX's compiled code and its C++ fast path. Nothing blocks: the call returns as soon
+Both call a compiled entry the same way (the function's arrays, then the arguments'
+arrays, one per positional argument), so they share JAX's compiled code and its C++
+fast path. Nothing blocks: the call returns as soon
 as `jax.jit` would. A failed `ecliptic.error_if` that JAX reports to this call is
 re-raised as `ecliptic.EquinoxRuntimeError` with the user's message.
 """
@@ -23,6 +25,7 @@ import types
 import warnings
 import weakref
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, Literal, overload, TypeVar
 
 import jax
@@ -49,9 +52,9 @@ from .._wrap import (
     REMOVED_FILTER_KWARGS,
     static_leaves,
 )
-from ._guard import Guard, make_guard
+from ._guard import build_guard, fast_entry, Guard, MISS
 from ._ordinary import Ordinary, rebuild
-from ._output import finish, Packed
+from ._output import finish
 
 
 _T = TypeVar("_T")
@@ -85,13 +88,9 @@ _DISPATCHERS: weakref.WeakSet = weakref.WeakSet()
 def _drop_guards() -> None:
     for dispatcher in list(_DISPATCHERS):
         dispatcher.guards = []
-        dispatcher.none.next = dispatcher.last = dispatcher.none
+        dispatcher.none.next = dispatcher.none
+        dispatcher.advance(dispatcher.none)
         dispatcher.seen.clear()
-
-
-def _never(args: tuple) -> None:
-    """The check of a dispatcher's `none` guard: no structure passes it."""
-    return None
 
 
 register_cache_clear(_drop_guards)
@@ -133,13 +132,6 @@ def _positional_count(sig: inspect.Signature | None) -> int:
     return count
 
 
-def _raise_translated(e: Exception) -> None:
-    err = runtime_error_from(e)
-    if err is None:
-        raise e
-    raise err from None
-
-
 class Dispatcher:
     """Everything about one `filter_jit` wrapper that is not a PyTree: its
     signature, the donation mode, its guards and its ordinary path.
@@ -161,18 +153,27 @@ class Dispatcher:
         )
         self.fun_arrays = [x for x in leaves if is_array(x)]
         first, rest, self.quiet = _DONATE_MODES[donate]
-        self.split = first != rest
-        self.direct = not (self.split or self.quiet)
-        donate_argnums = (0, 2) if self.split else ((0, 1) if first else ())
         self.ordinary = Ordinary(
-            self.name, qualname, fun_treedef, fun_static, donate_argnums, jitkwargs
+            self.name,
+            qualname,
+            fun_treedef,
+            fun_static,
+            len(self.fun_arrays),
+            (first, rest),
+            jitkwargs,
         )
         self.guards: list[Guard] = []
         # `last` is the guard that passed last; before any has, the dispatcher's own
         # `none` guard (no structure passes it), so the hot path never tests for
         # "no guard yet".
-        self.none = Guard(_never, None, 0, 0, "", _never)
+        self.none = Guard()
+        self.none.fast = fast_entry(self)
         self.last: Guard = self.none
+        # The predicted guard's (`last.next`) `fast`, which a call of a function
+        # without arrays runs (its wrapper's `__call__`), and its `run`, which the
+        # wrapper of a function with arrays calls (see `advance`).
+        self.fast: Callable = self.none.fast
+        self.run: Callable = self.none.run
         self.seen: BoundedCache = BoundedCache(SEEN_SIZE)
         self.hits = self.misses = 0
         _DISPATCHERS.add(self)
@@ -191,18 +192,38 @@ class Dispatcher:
         leaves, treedef = jtu.tree_flatten([args, kwargs] if kwargs else args)
         return args, kwargs, leaves, treedef
 
-    def slow(self, fun_arrays, args: tuple, kwargs: dict, prev: Guard) -> Any:
+    def advance(self, guard: Guard) -> None:
+        """`guard` passed: the next call tries `guard.next` first."""
+        self.last = guard
+        nxt = guard.next
+        fast = nxt.fast if nxt.fast is not None else self.none.fast
+        assert fast is not None
+        self.fast, self.run = fast, nxt.run
+
+    def slow(self, fun_arrays, args: tuple, kwargs: dict) -> Any:
         """A call that the predicted guard did not serve: the other guards (when
         there are no keyword arguments), then the ordinary path."""
         if not kwargs:
+            prev = self.last
+            tried = prev.next
             for g in self.guards:
-                if g is not prev.next:
-                    dyn = g.check(args)
-                    if dyn is not None:
-                        prev.next = self.last = g
-                        self.hits += 1
-                        return finish(g.call(fun_arrays, dyn))
+                if g is not tried:
+                    out = g.run(fun_arrays, args)
+                    if out is not MISS:
+                        prev.next = g
+                        self.advance(self.last)
+                        return out
         return self.call(fun_arrays, args, kwargs)
+
+    def fail(self, e: Exception) -> None:
+        """Raises what a call that raised `e` shows: `e`, or the
+        `EquinoxRuntimeError` of a failed `error_if` check."""
+        err = None
+        if isinstance(e, (_JaxRuntimeError, ValueError)):
+            err = runtime_error_from(e)
+        if err is None:
+            raise e
+        raise err from None
 
     def call(self, fun_arrays, args: tuple, kwargs: dict) -> Any:
         """The ordinary path, for a call no guard served."""
@@ -211,10 +232,10 @@ class Dispatcher:
         args, kwargs, leaves, treedef = self.flatten(args, kwargs, positional)
         entry, dyn, slot = self.ordinary.lookup(args, kwargs, leaves, treedef)
         if not kwargs:
-            self.note(args, leaves, treedef, slot, entry)
-        return self.invoke(entry, fun_arrays, dyn, slot.n_first)
+            self.note(args, leaves, treedef, entry)
+        return finish(self.run_quiet(entry, fun_arrays, dyn))
 
-    def note(self, args: tuple, leaves, treedef, slot, entry) -> None:
+    def note(self, args: tuple, leaves, treedef, entry) -> None:
         """Counts the ordinary-path calls that reach `entry` and makes a guard for
         this structure on the second, so that a one-off call (or the first call)
         never pays for one. `seen[entry]` is `None` once guarded or unguardable."""
@@ -226,11 +247,12 @@ class Dispatcher:
             return
         self.seen[entry] = None
         try:
-            check, size, source = make_guard(args, leaves, treedef)
+            code = build_guard(args, leaves, treedef)
         except ValueError:
             return
-        call = self.caller(entry, slot.n_first)
-        guard = Guard(check, entry, slot.n_first, size, source, call)
+        guard = Guard(entry, code.size)
+        call = entry if not self.quiet else ft.partial(self.call_quiet, entry)
+        code.runner(guard, self, call, len(self.fun_arrays))
         if len(self.guards) >= GUARDS_SIZE:
             dropped = self.guards.pop(0)
             self.seen[dropped.entry] = 1 - GUARD_REARM
@@ -239,52 +261,42 @@ class Dispatcher:
                     g.next = g
         self.guards.append(guard)
         self.last.next = guard
-        self.last = guard
+        self.advance(guard)
 
-    def caller(self, entry, k: int) -> Callable:
-        """`call(fun_arrays, arrays)` for `entry`: the compiled function itself, or
-        (when donation splits the arguments or silences warnings) a wrapper."""
-        if self.direct:
-            return entry
-        return ft.partial(self.run_quiet, entry, k)
+    def call_quiet(self, entry, *flat) -> Any:
+        """`entry(*flat)` without JAX's warning that donated buffers were not
+        usable (the `donate="all"` and `"all-except-first"` modes)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="Some donated buffers were not usable"
+            )
+            return entry(*flat)
 
-    def run_quiet(self, entry, k: int, fun_arrays, dyn) -> Any:
+    def run_quiet(self, entry, fun_arrays, dyn) -> Any:
         if self.quiet:
-            with warnings.catch_warnings():
-                warnings.filterwarnings(
-                    "ignore", message="Some donated buffers were not usable"
-                )
-                return self.run(entry, fun_arrays, dyn, k)
-        return self.run(entry, fun_arrays, dyn, k)
-
-    def invoke(self, entry, fun_arrays, dyn, k: int) -> Any:
-        return finish(self.run_quiet(entry, k, fun_arrays, dyn))
-
-    def run(self, entry, fun_arrays, dyn, k: int) -> Any:
-        if self.split:
-            return entry(fun_arrays, dyn[:k], dyn[k:])
-        return entry(fun_arrays, dyn)
+            return self.call_quiet(entry, *fun_arrays, *dyn)
+        return entry(*fun_arrays, *dyn)
 
     def lower(self, fun_arrays, args: tuple, kwargs: dict) -> Lowered:
         args, kwargs, leaves, treedef = self.flatten(args, kwargs, False)
-        entry, dyn, slot = self.ordinary.lookup(args, kwargs, leaves, treedef)
+        entry, dyn, _ = self.ordinary.lookup(args, kwargs, leaves, treedef)
         with warnings.catch_warnings():
             if self.quiet:
                 warnings.filterwarnings(
                     "ignore", message="Some donated buffers were not usable"
                 )
-            lowered = self.run(entry.lower, fun_arrays, dyn, slot.n_first)
+            lowered = entry.lower(*fun_arrays, *dyn)
         return Lowered(lowered, ft.partial(self.call_compiled, entry, fun_arrays))
 
     def call_compiled(self, entry, fun_arrays, compiled, args, kwargs) -> Any:
         args, kwargs, leaves, treedef = self.flatten(args, kwargs, False)
-        found, dyn, slot = self.ordinary.lookup(args, kwargs, leaves, treedef)
+        found, dyn, _ = self.ordinary.lookup(args, kwargs, leaves, treedef)
         if found is not entry:
             raise jit_lowered_mismatch_error(self.name)
         try:
-            return finish(self.run(compiled, fun_arrays, dyn, slot.n_first))
+            return finish(self.run_quiet(compiled, fun_arrays, dyn))
         except (_JaxRuntimeError, ValueError) as e:
-            _raise_translated(e)
+            self.fail(e)
 
 
 class _JitWrapper(MethodWrapper):
@@ -301,28 +313,20 @@ class _JitWrapper(MethodWrapper):
         # the user's function shows the user's frames, not ecliptic's, and a failed
         # `error_if` check raises `EquinoxRuntimeError`.
         try:
-            d = self._dispatch
             # The predicted guard (the successor of the last one that passed) is
-            # tried first; `slow` tries the others, then the ordinary path.
-            last = d.last
-            g = last.next
-            if kwargs or (dyn := g.check(args)) is None:
-                return d.slow(self._dynamic_fun, args, kwargs, last)
-            d.last = g
-            d.hits += 1
-            out = g.call(self._dynamic_fun, dyn)
-            if type(out) is Packed:
-                return out[0](out[1])
-            return out
+            # tried first: its `run` checks the arguments and calls the compiled
+            # function. `slow` tries the others, then the ordinary path.
+            if not kwargs:
+                out = self._dispatch.run(self._dynamic_fun, args)
+                if out is not MISS:
+                    return out
+            return self._dispatch.slow(self._dynamic_fun, args, kwargs)
         except Exception as e:
-            if isinstance(e, (_JaxRuntimeError, ValueError)):
-                try:
-                    _raise_translated(e)
-                except Exception as translated:
-                    hide_internal_frames(translated)
-                    raise
-            hide_internal_frames(e)
-            raise
+            try:
+                self._dispatch.fail(e)
+            except Exception as shown:
+                hide_internal_frames(shown)
+                raise
 
     def lower(self, /, *args, **kwargs) -> Lowered:
         """Lowers for these arguments without running; see [`Lowered`][]."""
@@ -331,6 +335,21 @@ class _JitWrapper(MethodWrapper):
         except Exception as e:
             hide_internal_frames(e)
             raise
+
+
+class _PlainJitWrapper(_JitWrapper):
+    """The wrapper of a function that holds no arrays (most functions): calling it
+    calls its dispatcher's `fast` directly, a generated function that holds the
+    whole hot path (the predicted guard's checks, the compiled call, the slow path
+    when they fail and the error boundary), one Python frame in all. `__call__` is a
+    property read in C (`attrgetter`), so no frame of ecliptic's own runs first."""
+
+    __call__ = property(attrgetter("_dispatch.fast"))  # pyright: ignore
+
+
+# Both kinds print as Equinox's does, `_JitWrapper(fn='f')`. (A pickled one comes
+# back as a `_JitWrapper`, whose `__call__` serves any function.)
+_PlainJitWrapper.__name__ = _PlainJitWrapper.__qualname__ = "_JitWrapper"
 
 
 def _check_jitkwargs(jitkwargs: dict) -> None:
@@ -392,7 +411,8 @@ def filter_jit(fun=None, *, donate: Donate = "none", **jitkwargs):
     if not callable(fun):
         raise jit_not_callable_error(fun)
     dispatch = Dispatcher(fun, donate, jitkwargs)
-    wrapper = _JitWrapper(
+    cls = _PlainJitWrapper if not dispatch.fun_arrays else _JitWrapper
+    wrapper = cls(
         fn=dispatch.name, _dynamic_fun=dispatch.fun_arrays, _dispatch=dispatch
     )
     return module_update_wrapper(wrapper)

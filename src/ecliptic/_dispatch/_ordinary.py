@@ -7,10 +7,12 @@
    which positions hold arrays (the mask depends only on the types), so the static
    leaves and the arrays are picked out with C-level `itemgetter`s; when there are
    static leaves, a second dict keyed on their values picks the compiled entry.
-3. On a miss, make the slot and the entry: a `jax.jit` of a function of two lists of
-   arrays (the function's own arrays, and the arguments'), which rebuilds the
-   function and its arguments inside the trace and returns `split_output` of the
-   result.
+3. On a miss, make the slot and the entry: a `jax.jit` of a function of the arrays
+   as positional arguments (the function's own arrays, then the arguments'), which
+   rebuilds the function and its arguments inside the trace and returns
+   `split_output` of the result. Arrays passed one per argument reach JAX's C++
+   dispatch about 0.1-0.5 us faster than the same arrays in lists, at every count
+   measured (7 to 1024 arrays).
 
 The tables are shared by every wrapper of the same function (same static parts, same
 donation and jit options), so `filter_jit(f)(x)` in a loop compiles once.
@@ -47,16 +49,12 @@ def _getter(positions: list[int]) -> Callable[[list], tuple]:
     return itemgetter(*positions)
 
 
-def _list_getter(positions: list[int]) -> Callable[[list], list]:
-    # The array list handed to `jax.jit` is always a list, whichever path built it
-    # (a tuple would be another PyTree structure to JAX: a retrace).
-    if len(positions) == 0:
-        return lambda leaves: []
-    if len(positions) == 1:
-        (i,) = positions
-        return lambda leaves: [leaves[i]]
-    get = itemgetter(*positions)
-    return lambda leaves: list(get(leaves))
+def _arrays_getter(positions: list[int]) -> Callable[[list], tuple]:
+    # The arrays are passed to the compiled function one per argument, so any
+    # sequence will do.
+    if not positions:
+        return lambda leaves: ()
+    return _getter(positions)
 
 
 def rebuild(treedef: Any, static: tuple | None, arrays) -> Any:
@@ -69,9 +67,9 @@ def rebuild(treedef: Any, static: tuple | None, arrays) -> Any:
 
 
 class Slot:
-    """What is known for one `(treedef, leaf types)`: where the arrays are, the
-    compiled entries by static-leaf values, and how often each entry was reached
-    here (a guard is made on the second time)."""
+    """What is known for one `(treedef, leaf types)`: where the arrays are (and how
+    many belong to the first argument, for donation) and the compiled entries by
+    static-leaf values."""
 
     __slots__ = (
         "types",
@@ -79,9 +77,9 @@ class Slot:
         "static_get",
         "dyn_get",
         "n_first",
+        "n_arrays",
         "entry",
         "by_static",
-        "seen",
     )
 
     def __init__(self, types: tuple, mask: list[bool], n_first: int):
@@ -89,8 +87,9 @@ class Slot:
         self.types = types
         self.mask = mask
         self.static_get = _getter(statics) if statics else None
-        self.dyn_get = _list_getter([i for i, m in enumerate(mask) if m])
+        self.dyn_get = _arrays_getter([i for i, m in enumerate(mask) if m])
         self.n_first = n_first
+        self.n_arrays = sum(mask)
         self.entry: Any = None
         self.by_static: dict = {}
 
@@ -102,20 +101,31 @@ class Ordinary:
 
     - `name`, `qualname`: the user's function's names (given to the traced function).
     - `fun_treedef`, `fun_static`: the function as a PyTree, its static leaves.
-    - `donate_argnums`, `jitkwargs`: passed to `jax.jit`.
+    - `n_fun`: how many arrays the function holds (passed first).
+    - `donate`: `(first, rest)`: whether the first argument's arrays, and the other
+        arrays (the function's and the other arguments'), are donated.
+    - `jit`: passed to `jax.jit`.
     """
 
     def __init__(
-        self, name: str, qualname: str, fun_treedef, fun_static, donate_argnums, jit
+        self,
+        name: str,
+        qualname: str,
+        fun_treedef,
+        fun_static,
+        n_fun: int,
+        donate: tuple[bool, bool],
+        jit: dict,
     ):
         self.name, self.qualname = name, qualname
         self.fun_treedef, self.fun_static = fun_treedef, fun_static
-        self.donate_argnums = donate_argnums
+        self.n_fun = n_fun
+        self.donate = donate
         # `out_shardings` is applied inside the trace (the compiled function's own
         # outputs are flat lists, not the user's structure).
         self.out_shardings = jit.get("out_shardings")
         self.jitkwargs = {k: v for k, v in jit.items() if k != "out_shardings"}
-        key = (fun_treedef, fun_static, donate_argnums, tuple(sorted(jit.items())))
+        key = (fun_treedef, fun_static, donate, tuple(sorted(jit.items())))
         try:
             table = _TABLES.get(key)
             if table is None:
@@ -154,7 +164,7 @@ class Ordinary:
         has_kwargs = bool(kwargs)
         if slot.static_get is None:
             if slot.entry is None:
-                slot.entry = self.make_entry(treedef, None, has_kwargs)
+                slot.entry = self.make_entry(treedef, None, has_kwargs, slot)
             return slot.entry, leaves, slot
         trees = {"args": args, "kwargs": kwargs}
         statics = hashable_static("filter_jit", slot.static_get(leaves), trees)
@@ -162,18 +172,29 @@ class Ordinary:
         if entry is None:
             static = static_leaves(leaves)
             entry = slot.by_static[statics] = self.make_entry(
-                treedef, static, has_kwargs
+                treedef, static, has_kwargs, slot
             )
         return entry, slot.dyn_get(leaves), slot
 
-    def make_entry(self, in_treedef, in_static: tuple | None, has_kwargs: bool):
+    def donate_argnums(self, slot: Slot) -> tuple[int, ...]:
+        """The positions donated for a call of `slot`'s structure: the function's
+        arrays come first, then the first argument's, then the rest."""
+        first, rest = self.donate
+        n_fun, n_first = self.n_fun, slot.n_first
+        end = n_fun + slot.n_arrays
+        fun = range(n_fun) if rest else ()
+        head = range(n_fun, n_fun + n_first) if first else ()
+        tail = range(n_fun + n_first, end) if rest else ()
+        return (*fun, *head, *tail)
+
+    def make_entry(self, in_treedef, in_static: tuple | None, has_kwargs: bool, slot):
         fun_treedef, fun_static = self.fun_treedef, self.fun_static
         out_shardings = self.out_shardings
+        n_fun = self.n_fun
 
-        def flat_fun(fun_arrays, *arrays):
-            fun = rebuild(fun_treedef, fun_static, fun_arrays)
-            dyn = arrays[0] if len(arrays) == 1 else (*arrays[0], *arrays[1])
-            tree = rebuild(in_treedef, in_static, dyn)
+        def flat_fun(*flat):
+            fun = rebuild(fun_treedef, fun_static, flat[:n_fun])
+            tree = rebuild(in_treedef, in_static, flat[n_fun:])
             args, kwargs = tree if has_kwargs else (tree, {})
             out = fun(*args, **kwargs)
             if out_shardings is not None:
@@ -182,4 +203,5 @@ class Ordinary:
 
         flat_fun.__name__ = self.name
         flat_fun.__qualname__ = self.qualname
-        return jax.jit(flat_fun, donate_argnums=self.donate_argnums, **self.jitkwargs)
+        donate = self.donate_argnums(slot)
+        return jax.jit(flat_fun, donate_argnums=donate, **self.jitkwargs)
