@@ -38,9 +38,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     # Before JAX is imported: this process's simulated CPU devices.
+    flags = os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = (
-        f"--xla_force_host_platform_device_count={args.local_devices}"
-    )
+        f"{flags} --xla_force_host_platform_device_count={args.local_devices}"
+    ).strip()
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax
 

@@ -6,12 +6,14 @@ Import them one way: `from .helpers import ...` in `tests/`, `from ..helpers imp
 - small models (`Linear`, `Stack`, `Affine`, `MLP`) and their builders;
 - trace counting and tree comparison;
 - hypothesis strategies for PyTrees (`pytrees` for the tree tools, `trees` with
-  bit-exact leaves for serialisation).
+  bit-exact leaves for serialisation);
+- `xla_flags`, for tests that start a process of their own.
 """
 
 from __future__ import annotations
 
 import functools as ft
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -354,3 +356,21 @@ trees = st.recursive(
     ),
     max_leaves=8,
 )
+
+
+# ---------------------------------------------------------------------------------
+# Subprocesses.
+
+
+def xla_flags(devices: int | None = None) -> str:
+    """`XLA_FLAGS` for a subprocess: this process's flags (the suite's fast-compile
+    flag, see `conftest.py`) without any device count, plus `devices` simulated CPU
+    devices when given."""
+    flags = [
+        f
+        for f in os.environ.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
+    if devices is not None:
+        flags.append(f"--xla_force_host_platform_device_count={devices}")
+    return " ".join(flags)

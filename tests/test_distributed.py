@@ -21,6 +21,8 @@ import time
 import numpy as np
 import pytest
 
+from .helpers import xla_flags
+
 
 TESTS = pathlib.Path(__file__).resolve().parent
 WORKER = TESTS / "distributed_worker.py"
@@ -29,7 +31,7 @@ TIMEOUT_S = 120
 
 def _env() -> dict[str, str]:
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)  # the worker sets its own device count
+    env["XLA_FLAGS"] = xla_flags()  # the worker adds its own device count
     src = str(TESTS.parent / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     return env

@@ -48,6 +48,21 @@ def test_several_array_arguments_share_the_axes_and_kwargs_are_not_mapped():
     np.testing.assert_allclose(out[1, 2], one, rtol=1e-5, atol=1e-6)
 
 
+def test_keyword_arguments_stay_unmapped_under_filter_jit():
+    # `filter_jit` binds keyword arguments to positions by the signature it finds;
+    # `mask=` must still reach every example unmapped.
+    def masked(x, mask=None):
+        return jnp.where(mask, x, 0.0)
+
+    x = jnp.arange(12.0).reshape(3, 4)
+    mask = jnp.array([True, False, True, False])
+    expected = eqx.vmap_leading(masked, 1)(x, mask=mask)
+    out = eqx.filter_jit(eqx.vmap_leading(masked, 1))(x, mask=mask)
+    assert out.shape == (3, 4)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out, jnp.where(mask, x, 0.0))
+
+
 def test_non_array_arguments_are_passed_unchanged():
     def scale(x, factor, name):
         assert isinstance(factor, float) and name == "a"

@@ -16,7 +16,7 @@ import pytest
 
 import ecliptic
 
-from .helpers import assert_trees_identical
+from .helpers import assert_trees_identical, xla_flags
 
 
 def _model():
@@ -129,7 +129,7 @@ _SHARDED_SCRIPT = textwrap.dedent(
 def test_sharded_model_restores_with_same_shardings(tmp_path):
     env = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        XLA_FLAGS=xla_flags(8),
         JAX_PLATFORMS="cpu",
         PYTHONPATH=str(pathlib.Path(ecliptic.__file__).parents[1]),
     )

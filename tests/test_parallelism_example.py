@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from .helpers import xla_flags
+
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "examples" / "parallelism.py"
@@ -29,7 +31,7 @@ def _rows(out: str) -> dict[str, re.Match]:
 @pytest.mark.multidevice
 def test_parallelism_example_tiny():
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONWARNINGS="error")
-    env.pop("XLA_FLAGS", None)  # the script asks for 8 devices itself
+    env["XLA_FLAGS"] = xla_flags()  # the script asks for 8 devices itself
     src = str(REPO / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(

@@ -12,6 +12,8 @@ from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec as P
 
 import ecliptic as eqx
 
+from .helpers import xla_flags
+
 
 def test_shard_single_device_outside_jit():
     device = jax.devices()[0]
@@ -23,7 +25,7 @@ def test_shard_single_device_outside_jit():
 
 def _run_multidevice(code: str) -> str:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] = xla_flags(8)
     env["JAX_PLATFORMS"] = "cpu"
     src = os.path.join(os.path.dirname(os.path.dirname(__file__)), "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")

@@ -8,6 +8,7 @@ with the number of axes given or inferred from the shape of one example.
 from __future__ import annotations
 
 import functools as ft
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,8 +52,9 @@ def vmap_leading(
 
     Give exactly one of `n` and `example_shape`.
 
-    **Returns:** a function with `fn`'s signature whose array arguments carry `n` extra
-    leading axes, and whose array outputs do too.
+    **Returns:** a function of `fn`'s arguments (its signature reads `(*args,
+    **kwargs)`, since positional and keyword arguments are treated differently) whose
+    array arguments carry `n` extra leading axes, and whose array outputs do too.
 
     **Raises:** `ValueError` for a bad `n`/`example_shape`; `ecliptic.ShapeError`
     when the first array's trailing axes do not match `example_shape`, or it has fewer
@@ -77,7 +79,19 @@ def vmap_leading(
             call = filter_vmap(call)
         return call(*args)
 
+    # Positional and keyword arguments are treated differently, so callers must not
+    # canonicalise one into the other by `fn`'s signature (as `filter_jit` does, found
+    # through `__wrapped__`): the signature stops here.
+    mapped.__signature__ = _ANY_ARGUMENTS  # pyright: ignore[reportFunctionMemberAccess]
     return mapped
+
+
+_ANY_ARGUMENTS = inspect.Signature(
+    [
+        inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+        inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+    ]
+)
 
 
 def _call(fn: Callable, kwargs: dict, *args: Any) -> Any:

@@ -6,6 +6,8 @@ import pytest
 
 import ecliptic.nn as nn
 
+from ..helpers import xla_flags
+
 
 def _run(bn, x, state, **kw):
     return jax.vmap(
@@ -217,7 +219,7 @@ def test_under_pmap_matches_vmap():
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env["XLA_FLAGS"] = xla_flags(4)
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = (
         os.path.join(root, "src") + os.pathsep + env.get("PYTHONPATH", "")

@@ -347,8 +347,7 @@ class _PlainJitWrapper(_JitWrapper):
     __call__ = property(attrgetter("_dispatch.fast"))  # pyright: ignore
 
 
-# Both kinds print as Equinox's does, `_JitWrapper(fn='f')`. (A pickled one comes
-# back as a `_JitWrapper`, whose `__call__` serves any function.)
+# Both kinds print as Equinox's does, `_JitWrapper(fn='f')`.
 _PlainJitWrapper.__name__ = _PlainJitWrapper.__qualname__ = "_JitWrapper"
 
 
