@@ -82,7 +82,7 @@ def vmap_leading(
     # Positional and keyword arguments are treated differently, so callers must not
     # canonicalise one into the other by `fn`'s signature (as `filter_jit` does, found
     # through `__wrapped__`): the signature stops here.
-    mapped.__signature__ = _ANY_ARGUMENTS  # pyright: ignore[reportFunctionMemberAccess]
+    mapped.__signature__ = _ANY_ARGUMENTS  # pyright: ignore[reportAttributeAccessIssue]
     return mapped
 
 
