@@ -280,12 +280,7 @@ class Dispatcher:
     def lower(self, fun_arrays, args: tuple, kwargs: dict) -> Lowered:
         args, kwargs, leaves, treedef = self.flatten(args, kwargs, False)
         entry, dyn, _ = self.ordinary.lookup(args, kwargs, leaves, treedef)
-        with warnings.catch_warnings():
-            if self.quiet:
-                warnings.filterwarnings(
-                    "ignore", message="Some donated buffers were not usable"
-                )
-            lowered = entry.lower(*fun_arrays, *dyn)
+        lowered = self.run_quiet(entry.lower, fun_arrays, dyn)
         return Lowered(lowered, ft.partial(self.call_compiled, entry, fun_arrays))
 
     def call_compiled(self, entry, fun_arrays, compiled, args, kwargs) -> Any:

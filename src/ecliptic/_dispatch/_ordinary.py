@@ -43,18 +43,14 @@ _TABLES: BoundedCache = BoundedCache(TABLES_SIZE)
 
 
 def _getter(positions: list[int]) -> Callable[[list], tuple]:
+    # A tuple of the leaves at `positions` (the arrays are passed to the compiled
+    # function one per argument, so a tuple serves them as well as the statics).
+    if not positions:
+        return lambda leaves: ()
     if len(positions) == 1:
         (i,) = positions
         return lambda leaves: (leaves[i],)
     return itemgetter(*positions)
-
-
-def _arrays_getter(positions: list[int]) -> Callable[[list], tuple]:
-    # The arrays are passed to the compiled function one per argument, so any
-    # sequence will do.
-    if not positions:
-        return lambda leaves: ()
-    return _getter(positions)
 
 
 def rebuild(treedef: Any, static: tuple | None, arrays) -> Any:
@@ -87,7 +83,7 @@ class Slot:
         self.types = types
         self.mask = mask
         self.static_get = _getter(statics) if statics else None
-        self.dyn_get = _arrays_getter([i for i, m in enumerate(mask) if m])
+        self.dyn_get = _getter([i for i, m in enumerate(mask) if m])
         self.n_first = n_first
         self.n_arrays = sum(mask)
         self.entry: Any = None
