@@ -1,4 +1,6 @@
+import gc
 import warnings
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -277,6 +279,23 @@ def test_new_wrapper_of_same_function_reuses_compilation():
     for _ in range(3):
         filter_jit(f)(jnp.ones(2))
     assert len(f.traces) == 1
+
+
+def test_a_dropped_function_frees_what_it_compiled():
+    # As with `jax.jit`: once a function and its wrappers are gone, ecliptic's
+    # caches keep neither it nor its compiled code.
+    def use_and_drop():
+        fn = lambda x: x * 2  # noqa: E731
+        jf = filter_jit(fn)
+        for _ in range(3):  # the ordinary path, then a guard
+            jf(jnp.ones(2))
+        filter_jit(fn)(jnp.ones(2))  # a second wrapper shares the first's table
+        return weakref.ref(fn), ecliptic._caches.cached_entries()
+
+    ref, while_alive = use_and_drop()
+    gc.collect()
+    assert ref() is None
+    assert ecliptic._caches.cached_entries() < while_alive
 
 
 def test_dispatch_does_not_block():

@@ -15,11 +15,17 @@
    measured (7 to 1024 arrays).
 
 The tables are shared by every wrapper of the same function (same static parts, same
-donation and jit options), so `filter_jit(f)(x)` in a loop compiles once.
+donation and jit options), so `filter_jit(f)(x)` in a loop compiles once. A table
+holds the plain functions among the static parts weakly (in its key, and in the
+traced functions of its entries): once the function is gone (a `lambda` given to a
+wrapper that is gone too), its table and compiled code go with it, as `jax.jit`'s
+do.
 """
 
 from __future__ import annotations
 
+import types
+import weakref
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
@@ -40,6 +46,50 @@ TABLES_SIZE = 1024
 # dropped: a call with that structure compiles again.
 SLOTS_SIZE = 4096
 _TABLES: BoundedCache = BoundedCache(TABLES_SIZE)
+
+
+class _WeakFun(weakref.ref):
+    """A plain function in a table's key: equal to another for the same live
+    function, hashed as the function; when the function dies, the table goes
+    (`key` is the table's key)."""
+
+    __slots__ = ("key", "hash")
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    # Copied as the function it stands for is (`copy` treats functions as atoms).
+    def __copy__(self) -> _WeakFun:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> _WeakFun:
+        return self
+
+
+def _drop_table(ref: _WeakFun, tables: BoundedCache = _TABLES) -> None:
+    # `tables` is bound at definition: module globals may be gone at interpreter exit.
+    tables.pop(ref.key, None)
+
+
+def _weaken(static: Any) -> Any:
+    """`static` (a tuple of static leaves) with each plain function held weakly."""
+    if type(static) is not tuple:
+        return static
+    return tuple(_weak_fun(x) if type(x) is types.FunctionType else x for x in static)
+
+
+def _weak_fun(fun: Any) -> _WeakFun:
+    ref = _WeakFun(fun, _drop_table)
+    ref.hash, ref.key = hash(fun), None
+    return ref
+
+
+def _strengthen(static: Any) -> Any:
+    """The static leaves again, from `_weaken`'s tuple (the functions are alive:
+    a wrapper that holds them is calling)."""
+    if type(static) is not tuple:
+        return static
+    return tuple(x() if type(x) is _WeakFun else x for x in static)
 
 
 def _getter(positions: list[int]) -> Callable[[list], tuple]:
@@ -121,11 +171,16 @@ class Ordinary:
         # outputs are flat lists, not the user's structure).
         self.out_shardings = jit.get("out_shardings")
         self.jitkwargs = {k: v for k, v in jit.items() if k != "out_shardings"}
-        key = (fun_treedef, fun_static, donate, tuple(sorted(jit.items())))
+        # What the traced functions hold: the function weakly (see the docstring).
+        self.weak_static = _weaken(fun_static)
+        key = (fun_treedef, self.weak_static, donate, tuple(sorted(jit.items())))
         try:
             table = _TABLES.get(key)
             if table is None:
                 table = _TABLES[key] = BoundedCache(SLOTS_SIZE)
+                for x in self.weak_static or ():
+                    if type(x) is _WeakFun:
+                        x.key = key
         except TypeError:  # unhashable jit options: a private table
             table = BoundedCache(SLOTS_SIZE)
         self.table: BoundedCache = table
@@ -184,12 +239,12 @@ class Ordinary:
         return (*fun, *head, *tail)
 
     def make_entry(self, in_treedef, in_static: tuple | None, has_kwargs: bool, slot):
-        fun_treedef, fun_static = self.fun_treedef, self.fun_static
+        fun_treedef, weak_static = self.fun_treedef, self.weak_static
         out_shardings = self.out_shardings
         n_fun = self.n_fun
 
         def flat_fun(*flat):
-            fun = rebuild(fun_treedef, fun_static, flat[:n_fun])
+            fun = rebuild(fun_treedef, _strengthen(weak_static), flat[:n_fun])
             tree = rebuild(in_treedef, in_static, flat[n_fun:])
             args, kwargs = tree if has_kwargs else (tree, {})
             out = fun(*args, **kwargs)
