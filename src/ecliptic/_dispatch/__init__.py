@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._messages import dispatch_info_type_error
-from ._guard import make_guard as make_guard
+from ._guard import (
+    GC_PAUSE_MIN_ARRAYS as GC_PAUSE_MIN_ARRAYS,
+    make_guard as make_guard,
+)
 from ._jit import (
     Dispatcher,
     filter_jit as filter_jit,
@@ -65,6 +68,7 @@ __all__ = [
     "dispatch_info",
     "DispatchInfo",
     "filter_jit",
+    "GC_PAUSE_MIN_ARRAYS",
     "GUARD_REARM",
     "GUARDS_SIZE",
     "is_memoised",
