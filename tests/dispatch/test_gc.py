@@ -5,7 +5,7 @@ runs with the collector paused, from the compiled call to the end of rebuilding 
 output; the collector resumes afterwards, also when the call raises, and a collector
 the user paused stays paused. A smaller call runs with the collector as it is.
 Observed with `gc.callbacks` (which collections start while the call runs), with a
-low threshold so that a few hundred new objects wake one; no timing.
+low threshold so that a few dozen new objects wake one; no timing.
 """
 
 import contextlib
@@ -38,7 +38,7 @@ def _collections_during():
             starts.append(during[0])
 
     threshold = gc.get_threshold()
-    gc.set_threshold(50, *threshold[1:])
+    gc.set_threshold(25, *threshold[1:])
     gc.callbacks.append(callback)
     try:
         yield during, starts
@@ -72,9 +72,9 @@ def test_a_large_call_runs_with_the_collector_paused(getkey):
 
 
 def test_a_smaller_call_leaves_the_collector_alone(getkey):
-    # The control: the same kind of call below the bound wakes collections while
-    # it runs (hundreds of new objects against a threshold of 50).
-    model = stack(getkey, GC_PAUSE_MIN_ARRAYS // 4)
+    # The control: the same kind of call just below the bound wakes collections
+    # while it runs (its 30-odd new arrays and Modules against a threshold of 25).
+    model = stack(getkey, (GC_PAUSE_MIN_ARRAYS - 1) // 2)
     _, starts = _guarded_calls(ecliptic.filter_jit(_shift), model, jnp.ones(3))
     assert True in starts
 

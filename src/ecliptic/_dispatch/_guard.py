@@ -398,9 +398,13 @@ def _indent(lines: list[str], depth: int) -> list[str]:
 # Measured (`bench_scaling.py`'s 1000-layer step, 80 steps in a process holding
 # 400,000 other objects): 586 young, 54 middle and 3 full collections before, none
 # after; the `jax.jit` floor has 585, 53 and 2. Pausing and resuming costs about
-# 0.1 us, nothing next to a call of this many arrays. Only the guarded path pauses;
-# the ordinary path pauses while the output is rebuilt (`_output.Rebuild`).
-GC_PAUSE_MIN_ARRAYS = 256
+# 0.1 us: 1% of the smallest calls (hence the bound), nothing next to a call of this
+# many arrays (30 us or more). Interleaved with the floor in a process holding
+# 400,000 other objects, pausing every call moved the training step of
+# `bench_scaling.py` by +0.01x at depth 3 (19 arrays), -0.01x at depths 10 and 30
+# (61 and 181 arrays) and -0.03 to -0.05x at depth 100. Only the guarded path
+# pauses; the ordinary path pauses while the output is rebuilt (`_output.Rebuild`).
+GC_PAUSE_MIN_ARRAYS = 32
 # What a guard does once its checks pass: tell its dispatcher (`advance` only when
 # the prediction changes: a loop of one structure writes nothing), then call.
 _HIT = [
