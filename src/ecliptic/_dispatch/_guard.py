@@ -417,16 +417,17 @@ _HIT = [
     "return out",
 ]
 # The same for a structure of at least `GC_PAUSE_MIN_ARRAYS` arrays: the compiled call
-# and the rebuilding of its output run with the garbage collector paused.
+# and the rebuilding of its output run with the garbage collector paused (resumed
+# only if it was running).
 _HIT_PAUSED = [
     *_HIT[:3],
-    "if not G_GC_ENABLED():",
-    *_indent(_HIT[3:], 4),
+    "gc_was_on = G_GC_ENABLED()",
     "G_GC_DISABLE()",
     "try:",
     *_indent(_HIT[3:], 4),
     "finally:",
-    "    G_GC_ENABLE()",
+    "    if gc_was_on:",
+    "        G_GC_ENABLE()",
 ]
 # The boundary of a whole call (see `_jit._JitWrapper.__call__`): `fail` raises the
 # error to show (a failed `error_if` translated), then ecliptic's frames go.

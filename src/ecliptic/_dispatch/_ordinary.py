@@ -71,10 +71,8 @@ def _drop_table(ref: _WeakFun, tables: BoundedCache = _TABLES) -> None:
     tables.pop(ref.key, None)
 
 
-def _weaken(static: Any) -> Any:
+def _weaken(static: tuple) -> tuple:
     """`static` (a tuple of static leaves) with each plain function held weakly."""
-    if type(static) is not tuple:
-        return static
     return tuple(_weak_fun(x) if type(x) is types.FunctionType else x for x in static)
 
 
@@ -84,11 +82,9 @@ def _weak_fun(fun: Any) -> _WeakFun:
     return ref
 
 
-def _strengthen(static: Any) -> Any:
+def _strengthen(static: tuple) -> tuple:
     """The static leaves again, from `_weaken`'s tuple (the functions are alive:
     a wrapper that holds them is calling)."""
-    if type(static) is not tuple:
-        return static
     return tuple(x() if type(x) is _WeakFun else x for x in static)
 
 
@@ -178,7 +174,7 @@ class Ordinary:
             table = _TABLES.get(key)
             if table is None:
                 table = _TABLES[key] = BoundedCache(SLOTS_SIZE)
-                for x in self.weak_static or ():
+                for x in self.weak_static:
                     if type(x) is _WeakFun:
                         x.key = key
         except TypeError:  # unhashable jit options: a private table
