@@ -358,10 +358,11 @@ class Guard:
         the hit on its dispatcher, calls the compiled function with `fun_arrays`
         and the arrays of `args` as positional arguments and returns the user's
         output; else returns `MISS`.
-    - `fast(*args, **kwargs)`: for a function that holds no arrays, the whole call:
-        `run`'s checks and call, the dispatcher's `slow` path when they fail, and
-        the error handling of `filter_jit`'s boundary. The dispatcher's `fast` is the
-        `fast` of the guard it predicts, and the wrapper's `__call__` is that.
+    - `fast(*args, **kwargs)`: the whole call of the wrapper that `filter_jit`
+        returned, its function's arrays baked in: `run`'s checks and call, the
+        dispatcher's `slow` path when they fail, and the error handling of
+        `filter_jit`'s boundary. The dispatcher's `fast` is the `fast` of the guard
+        it predicts, and that wrapper's `__call__` is that.
     - `entry`: the compiled entry this structure calls.
     - `next`: the guard that passed on the call after this one passed (the hot
         path tries it first, so that two structures called in turn never fail a
@@ -429,7 +430,7 @@ _HIT_PAUSED = [
     "    if gc_was_on:",
     "        G_GC_ENABLE()",
 ]
-# The boundary of a whole call (see `_jit._JitWrapper.__call__`): `fail` raises the
+# The boundary of a whole call (see `_jit._call_unadopted`): `fail` raises the
 # error to show (a failed `error_if` translated), then ecliptic's frames go.
 _BOUNDARY = [
     "except Exception as e:",
@@ -441,12 +442,14 @@ _BOUNDARY = [
 ]
 
 
-def fast_entry(owner: Any) -> Callable:
-    """The `fast` of a dispatcher's `none` guard: every call takes `owner.slow`,
-    inside the boundary."""
+def fast_entry(owner: Any, fun_arrays: list) -> Callable:
+    """The `fast` of a dispatcher's `none` guard: every call takes `owner.slow`
+    (with `fun_arrays`, the function's arrays), inside the boundary."""
     body = ["def fast(*args, **kwargs):", "    try:"]
-    body += ["        return G_OWNER.slow((), args, kwargs)", *_indent(_BOUNDARY, 4)]
-    ns = Namespace({"G_OWNER": owner, "G_HIDE": hide_internal_frames})
+    body += ["        return G_OWNER.slow(G_FA, args, kwargs)", *_indent(_BOUNDARY, 4)]
+    ns = Namespace(
+        {"G_OWNER": owner, "G_HIDE": hide_internal_frames, "G_FA": fun_arrays}
+    )
     return ns.define("\n".join(body) + "\n", _FILENAME, "fast")
 
 
@@ -466,39 +469,40 @@ class GuardCode:
         ns = self.builder.ns
         return ns.define(src, _FILENAME, "guard", {"MISS": None}), src
 
-    def runner(self, guard: Guard, owner: Any, call: Callable, n_fun: int) -> None:
-        """Sets `guard.run` (and, when `n_fun` is 0, `guard.fast`) and
-        `guard.source`. `owner` is the dispatcher: `last`, `hits`, `advance(guard)`,
-        `slow(fun_arrays, args, kwargs)` and `fail(e)`; `call(*fun_arrays,
-        *arrays)` runs the compiled function."""
-        arrays = ", ".join(([] if n_fun == 0 else ["*fa"]) + self.top.arrays)
+    def runner(
+        self, guard: Guard, owner: Any, call: Callable, fun_arrays: list
+    ) -> None:
+        """Sets `guard.run`, `guard.fast` and `guard.source`. `owner` is the
+        dispatcher: `last`, `hits`, `advance(guard)`, `slow(fun_arrays, args,
+        kwargs)` and `fail(e)`; `call(*fun_arrays, *arrays)` runs the compiled
+        function. `run` takes the function's arrays as its first argument; `fast`
+        calls with `fun_arrays` (the arrays of the wrapper that `filter_jit`
+        returned: see `_jit.Dispatcher.advance`)."""
+        n_fun = len(fun_arrays)
         n_arrays = n_fun + sum(type(x) in ARRAY_TYPES for x in self.builder.leaves)
         template = _HIT_PAUSED if n_arrays >= GC_PAUSE_MIN_ARRAYS else _HIT
-        hit = [line.format(arrays=arrays) for line in template]
+
+        def hit(fa: str) -> list[str]:
+            arrays = ", ".join(([] if n_fun == 0 else [f"*{fa}"]) + self.top.arrays)
+            return [line.format(arrays=arrays) for line in template]
+
         src = "\n".join(self.builder.walks)
         src += _function("run", "fa, args", self.top.lines, "MISS")
-        src += "".join(f"    {line}\n" for line in hit)
-        if n_fun == 0:
-            checks = [line.replace("return MISS", "break") for line in self.top.lines]
-            lines = [
-                "def fast(*args, **kwargs):",
-                "    try:",
-                "        while not kwargs:",
-            ]
-            lines += ["            try:", *_indent(checks, 16)]
-            lines += ["            except Exception:", "                break"]
-            lines += [
-                *_indent(hit, 12),
-                "        return G_OWNER.slow((), args, kwargs)",
-            ]
-            src += "\n".join([*lines, *_indent(_BOUNDARY, 4)]) + "\n"
+        src += "".join(f"    {line}\n" for line in hit("fa"))
+        checks = [line.replace("return MISS", "break") for line in self.top.lines]
+        lines = ["def fast(*args, **kwargs):", "    try:", "        while not kwargs:"]
+        lines += ["            try:", *_indent(checks, 16)]
+        lines += ["            except Exception:", "                break"]
+        lines += [*_indent(hit("G_FA"), 12)]
+        lines += ["        return G_OWNER.slow(G_FA, args, kwargs)"]
+        src += "\n".join([*lines, *_indent(_BOUNDARY, 4)]) + "\n"
         extra = {"MISS": MISS, "G_OWNER": owner, "G_SELF": guard, "G_CALL": call}
-        extra.update(G_PACKED=Packed, G_HIDE=hide_internal_frames)
+        extra.update(G_PACKED=Packed, G_HIDE=hide_internal_frames, G_FA=fun_arrays)
         extra.update(G_GC_ENABLED=gc.isenabled, G_GC_DISABLE=gc.disable)
         extra.update(G_GC_ENABLE=gc.enable)
         namespace = self.builder.ns.namespace(src, _FILENAME, extra)
         guard.run = namespace["run"]
-        guard.fast = namespace.get("fast")
+        guard.fast = namespace["fast"]
         guard.source = src
 
 

@@ -167,13 +167,16 @@ class Dispatcher:
         # `none` guard (no structure passes it), so the hot path never tests for
         # "no guard yet".
         self.none = Guard()
-        self.none.fast = fast_entry(self)
+        self.none.fast = fast_entry(self, self.fun_arrays)
         self.last: Guard = self.none
-        # The predicted guard's (`last.next`) `fast`, which a call of a function
-        # without arrays runs (its wrapper's `__call__`), and its `run`, which the
-        # wrapper of a function with arrays calls (see `advance`).
+        # The predicted guard's (`last.next`) `fast`, which the wrapper that
+        # `filter_jit` returned runs (its `__call__`), and its `run`, which any
+        # other wrapper of a function with arrays calls (see `advance`).
         self.fast: Callable = self.none.fast
         self.run: Callable = self.none.run
+        # The wrapper `filter_jit` returned, when its function holds arrays (a weak
+        # reference): `advance` keeps its `_call` equal to `fast`.
+        self.home: weakref.ref | None = None
         self.seen: BoundedCache = BoundedCache(SEEN_SIZE)
         self.hits = self.misses = 0
         _DISPATCHERS.add(self)
@@ -199,6 +202,16 @@ class Dispatcher:
         fast = nxt.fast if nxt.fast is not None else self.none.fast
         assert fast is not None
         self.fast, self.run = fast, nxt.run
+        if self.home is not None:
+            home = self.home()
+            if home is not None:
+                home.__dict__["_call"] = fast
+
+    def adopt(self, wrapper: Module) -> None:
+        """Makes `wrapper` (which holds this dispatcher's function arrays, the
+        very objects) the one whose `__call__` is the predicted guard's `fast`."""
+        self.home = weakref.ref(wrapper)
+        vars(wrapper)["_call"] = self.fast
 
     def slow(self, fun_arrays, args: tuple, kwargs: dict) -> Any:
         """A call that the predicted guard did not serve: the other guards (when
@@ -252,7 +265,7 @@ class Dispatcher:
             return
         guard = Guard(entry, code.size)
         call = entry if not self.quiet else ft.partial(self.call_quiet, entry)
-        code.runner(guard, self, call, len(self.fun_arrays))
+        code.runner(guard, self, call, self.fun_arrays)
         if len(self.guards) >= GUARDS_SIZE:
             dropped = self.guards.pop(0)
             self.seen[dropped.entry] = 1 - GUARD_REARM
@@ -303,25 +316,18 @@ class _JitWrapper(MethodWrapper):
     def __wrapped__(self):
         return self._dispatch.rebuild_fun(self._dynamic_fun)
 
-    def __call__(self, /, *args, **kwargs):
-        # The whole body is one boundary (free on the happy path): an error from
-        # the user's function shows the user's frames, not ecliptic's, and a failed
-        # `error_if` check raises `EquinoxRuntimeError`.
-        try:
-            # The predicted guard (the successor of the last one that passed) is
-            # tried first: its `run` checks the arguments and calls the compiled
-            # function. `slow` tries the others, then the ordinary path.
-            if not kwargs:
-                out = self._dispatch.run(self._dynamic_fun, args)
-                if out is not MISS:
-                    return out
-            return self._dispatch.slow(self._dynamic_fun, args, kwargs)
-        except Exception as e:
-            try:
-                self._dispatch.fail(e)
-            except Exception as shown:
-                hide_internal_frames(shown)
-                raise
+    # Calling a wrapper calls its `_call`. For the wrapper that `filter_jit`
+    # returned, `_call` is an instance attribute that its dispatcher keeps equal to
+    # the predicted guard's `fast` (`Dispatcher.adopt`), so the call runs one
+    # Python frame (`__call__` is a property read in C). Any other instance (a copy
+    # made by a transformation, with other arrays) runs `_call_unadopted`.
+    __call__ = property(attrgetter("_call"))  # pyright: ignore
+
+    def __getstate__(self) -> dict:
+        # A copy is not the adopted wrapper: it calls `_call_unadopted`.
+        state = dict(self.__dict__)
+        state.pop("_call", None)
+        return state
 
     def lower(self, /, *args, **kwargs) -> Lowered:
         """Lowers for these arguments without running; see [`Lowered`][]."""
@@ -330,6 +336,35 @@ class _JitWrapper(MethodWrapper):
         except Exception as e:
             hide_internal_frames(e)
             raise
+
+
+def _call_unadopted(self: _JitWrapper, /, *args, **kwargs) -> Any:
+    """The call of a wrapper that its dispatcher did not adopt (a copy made by a
+    transformation, perhaps with other arrays): the predicted guard's `run` with
+    this wrapper's arrays, then the dispatcher's `slow` path."""
+    # The whole body is one boundary (free on the happy path): an error from the
+    # user's function shows the user's frames, not ecliptic's, and a failed
+    # `error_if` check raises `EquinoxRuntimeError`.
+    try:
+        # The predicted guard (the successor of the last one that passed) is tried
+        # first: its `run` checks the arguments and calls the compiled function.
+        # `slow` tries the others, then the ordinary path.
+        if not kwargs:
+            out = self._dispatch.run(self._dynamic_fun, args)
+            if out is not MISS:
+                return out
+        return self._dispatch.slow(self._dynamic_fun, args, kwargs)
+    except Exception as e:
+        try:
+            self._dispatch.fail(e)
+        except Exception as shown:
+            hide_internal_frames(shown)
+            raise
+
+
+# Set after the class is made: a function in a Module's class body would be wrapped
+# to return a `BoundMethod` Module (a PyTree), which costs a Module per call.
+_JitWrapper._call = _call_unadopted  # pyright: ignore[reportAttributeAccessIssue]
 
 
 class _PlainJitWrapper(_JitWrapper):
@@ -409,4 +444,7 @@ def filter_jit(fun=None, *, donate: Donate = "none", **jitkwargs):
     wrapper = cls(
         fn=dispatch.name, _dynamic_fun=dispatch.fun_arrays, _dispatch=dispatch
     )
-    return module_update_wrapper(wrapper)
+    wrapper = module_update_wrapper(wrapper)
+    if dispatch.fun_arrays:
+        dispatch.adopt(wrapper)
+    return wrapper
