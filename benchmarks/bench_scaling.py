@@ -246,7 +246,10 @@ def main() -> None:
     for kind in opts.kinds:
         for depth in opts.depths:
             calls = _calls(kind, depth, not opts.no_nnx)
-            number = max(5, min(200, 20000 // (depth + 20)))
+            # Calls per timed loop: about 10-20 ms of the floor's time at every
+            # depth (the small rows were capped at 200 calls, 2-4 ms, until session
+            # 9, which left their medians at the mercy of the VM's noise).
+            number = max(5, min(1000, 20000 // (depth + 20)))
             t, ratio = _interleaved(calls, number, rounds)
             leaves = 2 * depth
             row = {"kind": kind, "depth": depth, "leaves": leaves, "nnx": float("nan")}
