@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import ecliptic
-from ecliptic._dispatch import dispatch_info, is_memoised
+from ecliptic._dispatch import dispatch_info, FRESH_INLINE_MAX, is_memoised
 
 from ..helpers import counted, Linear, linear, MEMO_DEPTH, Stack, stack
 
@@ -97,6 +97,24 @@ def test_second_container_and_dict_mutations_are_seen(getkey):
     model.extra[0]["i"] = 6.0  # other keys, same count
     assert jf(model) == ({"i": 6.0, "k": 5.0}, [3.0])
     assert len(f.traces) == 5
+
+
+@pytest.mark.parametrize("count", [1, FRESH_INLINE_MAX, FRESH_INLINE_MAX + 1])
+def test_every_list_of_a_model_is_checked_whatever_their_number(getkey, count):
+    # Up to FRESH_INLINE_MAX lists are checked inline by the guard, more by a call.
+    model = stack(getkey, extra=tuple([float(i)] for i in range(count)))
+    f = counted(lambda m: m.extra)
+    jf = ecliptic.filter_jit(f)
+    _warm(jf, model)
+    assert is_memoised(model)
+    for i in (0, count - 1):
+        model.extra[i][0] = 10.0 + i
+        expected = tuple(list(lst) for lst in model.extra)
+        assert jf(model) == expected
+        _warm(jf, model)
+    model.extra[-1].append(1.0)  # a longer list: another structure
+    assert jf(model)[-1] == [10.0 + count - 1, 1.0]
+    assert len(f.traces) == 4 if count > 1 else len(f.traces) == 3
 
 
 def test_a_list_inside_a_nested_module_mutated_in_place_is_seen(getkey):

@@ -7,6 +7,7 @@ from typing import Any
 
 from .._messages import dispatch_info_type_error
 from ._guard import (
+    FRESH_INLINE_MAX as FRESH_INLINE_MAX,
     GC_PAUSE_MIN_ARRAYS as GC_PAUSE_MIN_ARRAYS,
     make_guard as make_guard,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "dispatch_info",
     "DispatchInfo",
     "filter_jit",
+    "FRESH_INLINE_MAX",
     "GC_PAUSE_MIN_ARRAYS",
     "GUARD_REARM",
     "GUARDS_SIZE",

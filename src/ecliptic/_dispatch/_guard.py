@@ -40,6 +40,7 @@ Modules below such a node are not memoised. Tracers, NumPy scalars and Modules w
 from __future__ import annotations
 
 import gc
+import operator
 import os
 import weakref
 from collections.abc import Callable
@@ -104,6 +105,7 @@ class _Builder:
             {
                 "memo_get": MEMO.get,
                 "fresh": fresh,
+                "is_": operator.is_,
                 "record": record,
                 "initialising": is_initialising,
                 "one_level": flatten_one_level,
@@ -261,7 +263,7 @@ class _Builder:
             lines = [
                 f"{e} = memo_get(id({var}))",
                 f"if {e} is not None and {e}[0]() is {var} and {e}[2] is {t} "
-                f"and ({e}[3] is None or fresh({e})):",
+                f"and {_fresh(e, len(walk.conts))}:",
                 f"    {r} = {e}[1]",
                 "else:",
                 f"    {r} = {name}({var})",
@@ -277,6 +279,27 @@ class _Builder:
             else:
                 c.lines += lines
         c.arrays.append(f"*{r}")
+
+
+# A memoised Module holding at most this many lists and dicts is checked for changes
+# to them inline (in C, no Python frame); one holding more calls `_memo.fresh`.
+FRESH_INLINE_MAX = 8
+
+
+def _fresh(e: str, n: int) -> str:
+    """The source that checks that a memo entry named `e`, of an object holding `n`
+    lists and dict views, is still valid (`_memo.fresh`): each holds as many items
+    as its snapshot, each the same object. Inline, an entry of another count fails
+    it (its object is then walked)."""
+    if n == 0:
+        return f"{e}[3] is None"
+    if n > FRESH_INLINE_MAX:
+        return f"({e}[3] is None or fresh({e}))"
+    checks = [f"len({e}[3]) == {n}"]
+    for i in range(n):
+        c, s = f"{e}[3][{i}]", f"{e}[4][{i}]"
+        checks.append(f"len({c}) == len({s}) and all(map(is_, {c}, {s}))")
+    return f"({e}[3] is None or ({' and '.join(checks)}))"
 
 
 # Memoised Modules of fewer nodes than this are also compared with a cell first
@@ -558,6 +581,7 @@ def make_guard(args: tuple, leaves: list, treedef: Any) -> tuple[Callable, int, 
 __all__ = [
     "build_guard",
     "fast_entry",
+    "FRESH_INLINE_MAX",
     "GC_PAUSE_MIN_ARRAYS",
     "Guard",
     "GuardCode",

@@ -24,9 +24,10 @@ Entries are written in two ways:
 2. `record` by a guard (`_guard.py`) that had to walk a Module argument: the next
    call with the same object (inference) is a hit.
 
-The memo key (`id`) and the staleness test live here only; guards inline the hit
-test `entry[REF]() is obj and entry[TOKEN] is T` and call `fresh(entry)` when it
-holds containers. Hashable leaves and static fields are taken to be immutable, as
+The memo key (`id`) and the staleness test live here; guards inline the hit test
+`entry[REF]() is obj and entry[TOKEN] is T` and, when the object holds containers,
+the staleness test too (`_guard._fresh`; past `FRESH_INLINE_MAX` containers they
+call `fresh(entry)`). Hashable leaves and static fields are taken to be immutable, as
 hashing requires.
 """
 
