@@ -5,9 +5,13 @@ Run: `PYTHONPATH=src .venv/bin/python benchmarks/bench_dispatch.py [--quick]`.
 
 The floor is a raw `jax.jit` called on the same flat list of arrays (the model's
 leaves plus the inputs). Every figure is the median over repeated timed loops, per
-call, in microseconds; the ratio to the floor is in brackets. Two clocks: wall time
-(the loop ends by blocking on the last result) and the calling thread's CPU time
-(`time.thread_time`), which is the Python dispatch cost the caller pays.
+call, in microseconds; the ratio to the floor is in brackets: the median over repeats
+of the ratio to the floor's loop *of the same repeat* (paired, as in
+`bench_scaling.py`: the libraries take turns in an order rotated from repeat to
+repeat, and a slow stretch of a shared machine hits both sides of a ratio), except
+for the first call, a ratio of medians. Two clocks: wall time (the loop ends by
+blocking on the last result) and the calling thread's CPU time (`time.thread_time`),
+which is the Python dispatch cost the caller pays.
 """
 
 from __future__ import annotations
@@ -89,29 +93,44 @@ def _nnx_mlp(depth: int):
 # --- timing ------------------------------------------------------------------------
 
 
+Timed = tuple[dict[str, float], dict[str, float]]
+
+
+def _paired(samples: dict[str, list[float]]) -> Timed:
+    """`(medians, ratios)`: the median of each entry's samples, and the median over
+    repeats of its ratio to the floor's sample *of the same repeat*."""
+    floor = samples["floor"]
+    med = statistics.median
+    medians = {k: med(v) for k, v in samples.items()}
+    ratios = {k: med(x / f for x, f in zip(v, floor)) for k, v in samples.items()}
+    return medians, ratios
+
+
 def _timed(
     calls: dict[str, Callable[[], object]], numbers: dict[str, int], repeat: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Median (wall, thread CPU) microseconds per call, for every entry of `calls`.
-    The libraries take turns within each repeat, so that load from other processes
-    on a shared machine hits them alike."""
+) -> tuple[Timed, Timed]:
+    """`(wall, thread CPU)`, each `(medians, ratios)` (`_paired`) of the
+    microseconds per call of every entry of `calls`. The libraries take turns within
+    each repeat, in an order rotated from repeat to repeat, so that load from other
+    processes on a shared machine hits them alike, and each ratio pairs a library's
+    loop with the floor's loop of the same repeat."""
     for name, call in calls.items():
         for _ in range(max(3, numbers[name] // 10)):
             out = call()
         jax.block_until_ready(out)
     walls: dict[str, list[float]] = {name: [] for name in calls}
     cpus: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeat):
-        for name, call in calls.items():
-            number = numbers[name]
+    names = list(calls)
+    for r in range(repeat):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            call, number = calls[name], numbers[name]
             w0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(number):
                 out = call()
             jax.block_until_ready(out)
             walls[name].append((time.perf_counter() - w0) / number * 1e6)
             cpus[name].append((time.thread_time() - c0) / number * 1e6)
-    med = statistics.median
-    return {k: med(v) for k, v in walls.items()}, {k: med(v) for k, v in cpus.items()}
+    return _paired(walls), _paired(cpus)
 
 
 def _pytree_cost(inputs, outputs) -> float:
@@ -316,8 +335,9 @@ def _chain(m):
     return m
 
 
-def _time_to_return(repeat: int) -> dict[str, float]:
-    """Median microseconds until the call returns (not until the result is ready)."""
+def _time_to_return(repeat: int) -> Timed:
+    """Microseconds until the call returns (not until the result is ready): medians
+    and paired ratios (`_paired`)."""
     m = jnp.ones((1024, 1024)) / 1024
     fns = {
         "floor": jax.jit(_chain),
@@ -328,13 +348,14 @@ def _time_to_return(repeat: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():
         jax.block_until_ready(fn(m))
-    for _ in range(repeat):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(repeat):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             start = time.perf_counter()
-            result = fn(m)
+            result = fns[name](m)
             samples[name].append((time.perf_counter() - start) * 1e6)
             jax.block_until_ready(result)
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return _paired(samples)
 
 
 def _first_call(repeat: int) -> dict[str, float]:
@@ -367,10 +388,18 @@ def _first_call(repeat: int) -> dict[str, float]:
 _COLUMNS = ("floor", "ecliptic", "equinox", "nnx")
 
 
-def _row(label: str, values: dict[str, float], extra: str = "") -> str:
-    floor = values["floor"]
+def _row(
+    label: str,
+    values: dict[str, float],
+    ratios: dict[str, float] | None = None,
+    extra: str = "",
+) -> str:
+    """A table row: each library's median and, in brackets, its ratio to the floor
+    (`ratios`, paired; else the ratio of the medians)."""
+    if ratios is None:
+        ratios = {k: v / values["floor"] for k, v in values.items()}
     cells = [f"{values['floor']:.1f}"]
-    cells += [f"{values[k]:.1f} ({values[k] / floor:.2f}x)" for k in _COLUMNS[1:]]
+    cells += [f"{values[k]:.1f} ({ratios[k]:.2f}x)" for k in _COLUMNS[1:]]
     return f"| {label} | " + " | ".join(cells) + f" | {extra} |"
 
 
@@ -400,10 +429,10 @@ def main() -> None:
             }
             wall, cpu = _timed(calls, numbers, repeat)
             label = f"{kind}, depth {depth}"
-            print(_row(f"{label}: wall us", wall))
-            print(_row(f"{label}: thread CPU us", cpu, f"{pytree:.1f}"))
-            checks.append((f"{label} wall", wall["ecliptic"] / wall["floor"], 1.25))
-            checks.append((f"{label} CPU", cpu["ecliptic"] / cpu["floor"], 1.5))
+            print(_row(f"{label}: wall us", *wall))
+            print(_row(f"{label}: thread CPU us", *cpu, extra=f"{pytree:.1f}"))
+            checks.append((f"{label} wall", wall[1]["ecliptic"], 1.25))
+            checks.append((f"{label} CPU", cpu[1]["ecliptic"], 1.5))
     for label, alternate in (
         ("canonical train step (README loop)", False),
         ("canonical train step, two models in turn", True),
@@ -411,14 +440,15 @@ def main() -> None:
         calls = _canonical_calls(alternate)
         numbers = {"floor": 200, "ecliptic": 200, "equinox": 50}
         wall, cpu = _timed(calls, numbers, repeat)
-        wall["nnx"] = cpu["nnx"] = float("nan")
-        print(_row(f"{label}: wall us", wall))
-        print(_row(f"{label}: thread CPU us", cpu))
-        checks.append((f"{label} wall", wall["ecliptic"] / wall["floor"], 1.15))
-        checks.append((f"{label} CPU", cpu["ecliptic"] / cpu["floor"], 1.3))
-    ttr = _time_to_return(repeat)
-    print(_row("time to return, 8 x 1024^2 matmul chain: us", ttr))
-    checks.append(("time to return", ttr["ecliptic"] / ttr["floor"], 2.0))
+        for medians, ratios in (wall, cpu):
+            medians["nnx"] = ratios["nnx"] = float("nan")
+        print(_row(f"{label}: wall us", *wall))
+        print(_row(f"{label}: thread CPU us", *cpu))
+        checks.append((f"{label} wall", wall[1]["ecliptic"], 1.15))
+        checks.append((f"{label} CPU", cpu[1]["ecliptic"], 1.3))
+    ttr = _time_to_return(3 * repeat)
+    print(_row("time to return, 8 x 1024^2 matmul chain: us", *ttr))
+    checks.append(("time to return", ttr[1]["ecliptic"], 2.0))
     first = _first_call(3 if opts.quick else 5)
     print(_row("first call (trace + compile), depth 20: us", first))
     print()
