@@ -1,4 +1,5 @@
-"""Shared timing helper for the benchmarks: medians of repeated timed loops."""
+"""Shared timing helpers for the benchmarks: medians of repeated timed loops, and
+ratios paired per round."""
 
 from __future__ import annotations
 
@@ -32,6 +33,27 @@ def median_us(fn: Callable[[], object], *, number: int = 0, repeat: int = 15) ->
     return statistics.median(samples)
 
 
+def rotated(names: list[str], r: int) -> list[str]:
+    """`names` in the order of round `r`: rotated by `r`, so that over the rounds each
+    name runs in every position."""
+    k = r % len(names)
+    return names[k:] + names[:k]
+
+
+def paired(
+    samples: dict[str, list[float]], base: str
+) -> tuple[dict[str, float], dict[str, float]]:
+    """`(medians, ratios)`: the median of each entry's samples (one per round), and
+    the median over rounds of its ratio to `base`'s sample of the same round."""
+    floor = samples[base]
+    medians = {n: statistics.median(s) for n, s in samples.items()}
+    ratios = {
+        n: statistics.median(x / b for x, b in zip(s, floor))
+        for n, s in samples.items()
+    }
+    return medians, ratios
+
+
 def _loop_size(fn: Callable[[], object], target_s: float) -> int:
     number = 1
     while True:
@@ -57,15 +79,10 @@ def interleaved_us(
     numbers = {n: _loop_size(fns[n], target_s) for n in names}
     samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        for n in names[r % len(names) :] + names[: r % len(names)]:
+        for n in rotated(names, r):
             fn, number = fns[n], numbers[n]
             start = time.perf_counter()
             for _ in range(number):
                 fn()
             samples[n].append((time.perf_counter() - start) / number * 1e6)
-    base = samples[names[0]]
-    medians = {n: statistics.median(s) for n, s in samples.items()}
-    ratios = {
-        n: statistics.median(x / b for x, b in zip(s, base)) for n, s in samples.items()
-    }
-    return medians, ratios
+    return paired(samples, names[0])

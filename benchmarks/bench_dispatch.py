@@ -28,6 +28,7 @@ import jax.tree_util as jtu
 import numpy as np
 import optax
 from _floors import fed, flat_train_step
+from _timing import paired, rotated
 from flax import nnx
 
 import ecliptic
@@ -96,20 +97,10 @@ def _nnx_mlp(depth: int):
 Timed = tuple[dict[str, float], dict[str, float]]
 
 
-def _paired(samples: dict[str, list[float]]) -> Timed:
-    """`(medians, ratios)`: the median of each entry's samples, and the median over
-    repeats of its ratio to the floor's sample *of the same repeat*."""
-    floor = samples["floor"]
-    med = statistics.median
-    medians = {k: med(v) for k, v in samples.items()}
-    ratios = {k: med(x / f for x, f in zip(v, floor)) for k, v in samples.items()}
-    return medians, ratios
-
-
 def _timed(
     calls: dict[str, Callable[[], object]], numbers: dict[str, int], repeat: int
 ) -> tuple[Timed, Timed]:
-    """`(wall, thread CPU)`, each `(medians, ratios)` (`_paired`) of the
+    """`(wall, thread CPU)`, each `(medians, ratios)` (`_timing.paired`) of the
     microseconds per call of every entry of `calls`. The libraries take turns within
     each repeat, in an order rotated from repeat to repeat, so that load from other
     processes on a shared machine hits them alike, and each ratio pairs a library's
@@ -122,7 +113,7 @@ def _timed(
     cpus: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
     for r in range(repeat):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+        for name in rotated(names, r):
             call, number = calls[name], numbers[name]
             w0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(number):
@@ -130,7 +121,7 @@ def _timed(
             jax.block_until_ready(out)
             walls[name].append((time.perf_counter() - w0) / number * 1e6)
             cpus[name].append((time.thread_time() - c0) / number * 1e6)
-    return _paired(walls), _paired(cpus)
+    return paired(walls, "floor"), paired(cpus, "floor")
 
 
 def _pytree_cost(inputs, outputs) -> float:
@@ -337,7 +328,7 @@ def _chain(m):
 
 def _time_to_return(repeat: int) -> Timed:
     """Microseconds until the call returns (not until the result is ready): medians
-    and paired ratios (`_paired`)."""
+    and paired ratios (`_timing.paired`)."""
     m = jnp.ones((1024, 1024)) / 1024
     fns = {
         "floor": jax.jit(_chain),
@@ -350,12 +341,12 @@ def _time_to_return(repeat: int) -> Timed:
         jax.block_until_ready(fn(m))
     names = list(fns)
     for r in range(repeat):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+        for name in rotated(names, r):
             start = time.perf_counter()
             result = fns[name](m)
             samples[name].append((time.perf_counter() - start) * 1e6)
             jax.block_until_ready(result)
-    return _paired(samples)
+    return paired(samples, "floor")
 
 
 def _first_call(repeat: int) -> dict[str, float]:

@@ -34,7 +34,6 @@ and writes a plot of the ratio against the number of leaves.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
@@ -45,6 +44,7 @@ import jax.random as jr
 import jax.tree_util as jtu
 import optax
 from _floors import fed, flat_train_step
+from _timing import paired, rotated
 
 import ecliptic
 
@@ -162,15 +162,9 @@ def _interleaved(
             out = other(v)
         jax.block_until_ready(out)
         alone = (time.perf_counter() - start) / number * 1e6
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+        for name in rotated(names, r):
             samples[name].append(loop(calls[name], number) - alone)
-    floor = samples["floor"]
-    medians = {k: statistics.median(s) for k, s in samples.items()}
-    ratios = {
-        k: statistics.median(x / f for x, f in zip(s, floor))
-        for k, s in samples.items()
-    }
-    return medians, ratios
+    return paired(samples, "floor")
 
 
 def _calls(kind: str, depth: int, with_nnx: bool):

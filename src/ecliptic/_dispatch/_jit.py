@@ -199,13 +199,13 @@ class Dispatcher:
         """`guard` passed: the next call tries `guard.next` first."""
         self.last = guard
         nxt = guard.next
-        fast = nxt.fast if nxt.fast is not None else self.none.fast
+        fast = nxt.fast  # set on every guard: `none`'s here, the others' by `runner`
         assert fast is not None
         self.fast, self.run = fast, nxt.run
         if self.home is not None:
             home = self.home()
             if home is not None:
-                home.__dict__["_call"] = fast
+                vars(home)["_call"] = fast
 
     def adopt(self, wrapper: Module) -> None:
         """Makes `wrapper` (which holds this dispatcher's function arrays, the
